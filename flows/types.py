@@ -1,0 +1,57 @@
+"""Channel-neutral values the flows produce and consume (pure data, no I/O)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Button:
+    """One button: the words shown and the short callback data sent back on a press."""
+
+    text: str
+    data: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """Text plus optional rows of buttons; surfaces without buttons list them numbered."""
+
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
+
+    def flat_buttons(self) -> list[Button]:
+        """All buttons in reading order (the numbering a typed digit refers to)."""
+        return [b for row in self.buttons for b in row]
+
+
+def rows(buttons: list[Button], per_row: int = 2) -> tuple[tuple[Button, ...], ...]:
+    """Lay buttons out in rows of `per_row`."""
+    return tuple(tuple(buttons[i : i + per_row]) for i in range(0, len(buttons), per_row))
+
+
+@dataclass(frozen=True)
+class UserInput:
+    """What a person did: typed text, pressed a button (data), or shared a contact/location."""
+
+    text: str | None = None
+    data: str | None = None
+    contact_phone: str | None = None
+    location: str | None = None
+
+
+@dataclass
+class Draft:
+    """A help request being filled in by a resident (the intake form)."""
+
+    category: str | None = None
+    service: str | None = None
+    station: str | None = None
+    for_whom: str | None = None  # "self" | "family"
+    when_kind: str | None = None  # "asap" | "today" | "at"
+    when_at: str | None = None  # ISO local datetime of the start, when when_kind == "at"/"today"
+    when_text: str | None = None  # how it is shown ("11月24日 08:30")
+    address: str | None = None
+    phone: str | None = None
+    description: str | None = None
+    urgent: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
