@@ -323,32 +323,66 @@ class Config(Strict):
 
 def _fmt_loc(loc: tuple[Any, ...], data: Any) -> str:
     """Turn pydantic's location into a readable key path, naming list items by their id."""
-    parts: list[str] = []
+    path = ""
     node = data
     for item in loc:
         if isinstance(item, int):
-            ident = node[item].get("id") if isinstance(node, list) and item < len(node) and isinstance(
-                node[item], dict) else None
-            parts[-1 if parts else 0:] = [f"{parts[-1] if parts else ''}[{ident or item}]"]
-            node = node[item] if isinstance(node, list) and item < len(node) else None
+            elem = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
+            ident = elem.get("id") if isinstance(elem, dict) else None
+            # An id is what staff search the file for; fall back to the index for items without one.
+            path += f"[{ident if isinstance(ident, str | int) and ident != '' else item}]"
+            node = elem
         else:
-            parts.append(str(item))
+            path += f".{item}" if path else str(item)
             node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(p for p in parts if p)
+    return path
 
 
 def format_errors(exc: ValidationError, data: Any) -> str:
     """One line per problem: `key.path: what is wrong`."""
-    lines = []
+    import difflib
+    from typing import get_args
+
+    def allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+        # Walk the schema along `loc` to the model that rejected the key, to suggest the right one.
+        tp: Any = Config
+        for item in loc:
+            if isinstance(item, int):
+                continue
+            fields = tp.model_fields if isinstance(tp, type) and issubclass(tp, BaseModel) else {}
+            field = next((f for n, f in fields.items() if item in (n, f.alias)), None)
+            if field is None:
+                return []
+            todo, tp = [field.annotation], None
+            while todo and tp is None:
+                cur = todo.pop()
+                if isinstance(cur, type) and issubclass(cur, BaseModel):
+                    tp = cur
+                else:
+                    todo.extend(get_args(cur))
+        if not (isinstance(tp, type) and issubclass(tp, BaseModel)):
+            return []
+        return [f.alias or n for n, f in tp.model_fields.items()]
+
+    lines: list[str] = []
     for err in exc.errors():
-        loc = _fmt_loc(tuple(err["loc"]), data)
-        msg = err["msg"]
+        loc_t = tuple(err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not loc_t and err["type"] == "value_error":
+            # Whole-file cross-checks (bot/config_checks.py) already start each line with the key path.
+            lines.extend(line for line in msg.splitlines() if line.strip())
+            continue
+        loc = _fmt_loc(loc_t, data)
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see README 'Configuration')"
+            keys = allowed_keys(loc_t[:-1])
+            close = difflib.get_close_matches(str(loc_t[-1]), keys, n=1) if keys else []
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(keys)}" if keys else ""
+            msg = f"unknown key ({hint})" if hint else "unknown key (check the spelling)"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        msg = msg.removeprefix("Value error, ")
-        lines.append(f"{loc or '(top level)'}: {msg}")
+        elif err["type"] == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == ID_RE:
+            msg = f"{err['input']!r} is not a valid id (up to 41 lowercase letters, digits, '-' or '_')"
+        lines.extend(f"{loc or '(top level)'}: {line}" for line in msg.splitlines() or [""])
     return "\n".join(lines)
 
 

@@ -1,0 +1,88 @@
+"""The per-event context handlers work with: the session, config, clock and ways to say things."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flows.catalog import Catalog
+from flows.i18n import norm_locale
+from flows.types import Message
+from storage import repo
+from storage.models import HelpRequest, Person
+
+if TYPE_CHECKING:
+    from bot.config import Config
+
+
+MessageBuilder = Callable[[str], Message]  # locale -> message, so each person gets their language
+
+
+def message_payload(msg: Message) -> dict[str, object]:
+    """An outbox payload for a message."""
+    return {"text": msg.text, "buttons": [[{"text": b.text, "data": b.data} for b in row] for row in msg.buttons]}
+
+
+@dataclass
+class Ctx:
+    """Everything one event's handling may touch; writes go to one transaction."""
+
+    s: AsyncSession
+    cfg: Config
+    catalog: Catalog
+    now: datetime  # naive UTC
+    outbox_ids: list[int] = field(default_factory=list)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The configured local time zone."""
+        return ZoneInfo(self.cfg.timezone)
+
+    def local(self, utc: datetime | None = None) -> datetime:
+        """A naive UTC time (default: now) as naive local time."""
+        return (utc or self.now).replace(tzinfo=ZoneInfo("UTC")).astimezone(self.tz).replace(tzinfo=None)
+
+    def to_utc(self, local: datetime) -> datetime:
+        """A naive local time as naive UTC."""
+        return local.replace(tzinfo=self.tz).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+
+    def locale_of(self, person: Person | None) -> str:
+        """The language to talk to a person in."""
+        return norm_locale(person.locale if person and person.locale else self.cfg.locale)
+
+    async def say(self, channel: str, chat_id: str, msg: Message) -> None:
+        """Queue a message to a chat."""
+        self.outbox_ids.append(await repo.enqueue(self.s, self.now, channel, chat_id, "message",
+                                                  message_payload(msg)))
+
+    async def say_to(self, person: Person, build: MessageBuilder) -> int:
+        """Queue a private message to every account of a person; returns how many accounts."""
+        idents = await repo.identities_of(self.s, [person.id])
+        for ident in idents:
+            await self.say(ident.channel, ident.chat_id or ident.external_id, build(self.locale_of(person)))
+        return len(idents)
+
+    async def say_to_resident(self, req: HelpRequest, msg: Message) -> None:
+        """Queue a message to the resident of a request, in the chat they asked from."""
+        await self.say(req.channel, req.chat_id, msg)
+
+    async def post(self, channel: str, chat_id: str, req_id: int, ledger_kind: str) -> None:
+        """Queue a request-bound message (card, nudge, detail) rendered from the request at delivery."""
+        self.outbox_ids.append(await repo.enqueue(self.s, self.now, channel, chat_id, "card", {},
+                                                  request_id=req_id, ledger_kind=ledger_kind))
+
+    async def post_to(self, person: Person, req_id: int, ledger_kind: str) -> int:
+        """Queue a request-bound message to every account of a person."""
+        idents = await repo.identities_of(self.s, [person.id])
+        for ident in idents:
+            await self.post(ident.channel, ident.chat_id or ident.external_id, req_id, ledger_kind)
+        return len(idents)
+
+    async def refresh(self, req_id: int) -> None:
+        """Queue a re-render of every copy of a request's messages on every channel."""
+        self.outbox_ids.append(await repo.enqueue(self.s, self.now, "*", f"request:{req_id}", "refresh", {},
+                                                  request_id=req_id))

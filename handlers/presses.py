@@ -1,0 +1,152 @@
+"""Button presses on request messages: claim, start, finish, give back, cancel, rate, confirm hours."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from flows import callbacks
+from flows import requests as rq
+from flows.i18n import t
+from flows.types import Button, Message
+from handlers import ops
+from handlers.context import Ctx
+from handlers.events import InboundEvent
+from storage import repo
+from storage.models import HelpRequest, Person
+
+PressHandler = Callable[[Ctx, InboundEvent, Person | None, HelpRequest, callbacks.Callback], Awaitable[str]]
+
+
+async def on_press(ctx: Ctx, ev: InboundEvent, person: Person | None) -> str | None:
+    """Handle a press on a request button; returns the toast. None if the data is not ours."""
+    cb = callbacks.parse(ev.data)
+    loc = ctx.locale_of(person)
+    if cb is None:
+        return t(loc, "press.stale")
+    handler = _ACTIONS.get(cb.action)
+    if handler is None:
+        return None  # intake buttons and others: the conversation handles them
+    req = await repo.get_request(ctx.s, int(cb.target)) if cb.target.isdigit() else None
+    if req is None:
+        return t(loc, "press.stale")
+    return await handler(ctx, ev, person, req, cb)
+
+
+async def _claim(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
+                 cb: callbacks.Callback) -> str:
+    loc = ctx.locale_of(person)
+    if req.status != rq.OPEN:
+        return t(loc, "claim.taken" if req.volunteer_id != (person and person.id) else "claim.already_yours")
+    why = await ops.can_claim(ctx, req, person)
+    if why is not None or person is None:
+        return t(loc, why or "claim.not_volunteer")
+    if await ops.claim(ctx, req, person, via="press", actor=person.id):
+        return t(loc, "claim.won", number=req.number)
+    return t(loc, "claim.taken")
+
+
+def _own(person: Person | None, req: HelpRequest) -> bool:
+    return person is not None and req.volunteer_id == person.id
+
+
+async def _start(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
+                 cb: callbacks.Callback) -> str:
+    loc = ctx.locale_of(person)
+    if not _own(person, req):
+        return t(loc, "press.not_yours")
+    assert person is not None
+    return t(loc, "press.started") if await ops.start(ctx, req, person) else t(loc, "press.too_late")
+
+
+async def _finish(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
+                  cb: callbacks.Callback) -> str:
+    loc = ctx.locale_of(person)
+    if not _own(person, req):
+        return t(loc, "press.not_yours")
+    assert person is not None
+    return t(loc, "press.finished") if await ops.finish(ctx, req, person) else t(loc, "press.too_late")
+
+
+async def _release(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
+                   cb: callbacks.Callback) -> str:
+    loc = ctx.locale_of(person)
+    if not _own(person, req):
+        return t(loc, "press.not_yours")
+    assert person is not None
+    return t(loc, "press.released") if await ops.release(ctx, req, person) else t(loc, "press.too_late")
+
+
+async def _cancel(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
+                  cb: callbacks.Callback) -> str:
+    loc = ctx.locale_of(person)
+    if person is None or person.id != req.resident_id:
+        return t(loc, "press.not_yours")
+    if await ops.cancel(ctx, req, person):
+        await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "resident.cancelled", number=req.number)))
+        return t(loc, "press.cancelled")
+    return t(loc, "resident.cannot_cancel", state=t(loc, f"status.{req.status}", name=""))
+
+
+async def _rate(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
+                cb: callbacks.Callback) -> str:
+    loc = ctx.locale_of(person)
+    if person is None or person.id != req.resident_id:
+        return t(loc, "press.not_yours")
+    if not cb.arg.isdigit() or not 1 <= int(cb.arg) <= 5:
+        return t(loc, "press.stale")
+    return await rate(ctx, ev, person, req, int(cb.arg))
+
+
+async def rate(ctx: Ctx, ev: InboundEvent, person: Person, req: HelpRequest, stars: int) -> str:
+    """Record a 1–5 star rating once; a low one alerts the coordinators; then invite a comment."""
+    loc = ctx.locale_of(person)
+    if req.status != rq.FINISHED:
+        return t(loc, "rating.not_yet")
+    if not await repo.add_rating(ctx.s, req.id, stars, ctx.now):
+        return t(loc, "rating.already")
+    await repo.add_history(ctx.s, req.id, person.id, "rated", ctx.now, stars=stars)
+    key = ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id)
+    await repo.set_state(ctx.s, key, "rating_comment", {"request_id": req.id}, ctx.now)
+    no = Button(t(loc, "rating.no_comment"), callbacks.make("nocomment", req.id))
+    await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "rating.thanks"), ((no,),)))
+    if stars <= 2:
+        volunteer = await repo.get_person(ctx.s, req.volunteer_id) if req.volunteer_id else None
+        await ops.notify_coordinators(ctx, lambda lc: Message(t(lc, "coord.low_rating", number=req.number,
+                                      stars=stars, volunteer=volunteer.name if volunteer else "-")))
+    return t(loc, "rating.recorded", stars=stars)
+
+
+async def _no_comment(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
+                      cb: callbacks.Callback) -> str:
+    loc = ctx.locale_of(person)
+    await repo.clear_state(ctx.s, ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id))
+    await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "rating.bye")))
+    return t(loc, "rating.bye_short")
+
+
+async def _hours_ok(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
+                    cb: callbacks.Callback) -> str:
+    loc = ctx.locale_of(person)
+    if not _own(person, req) or req.status != rq.FINISHED:
+        return t(loc, "press.not_yours")
+    assert person is not None
+    total, year, points, _ = await repo.volunteer_totals(ctx.s, person.id, ctx.local().year)
+    await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "hours.confirmed", hours=rq.fmt_hours(req.hours or 0),
+                                                    total=rq.fmt_hours(total), points=rq.fmt_hours(points))))
+    return t(loc, "hours.ok_short")
+
+
+async def _hours_set(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
+                     cb: callbacks.Callback) -> str:
+    loc = ctx.locale_of(person)
+    if not _own(person, req) or req.status != rq.FINISHED:
+        return t(loc, "press.not_yours")
+    key = ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id)
+    await repo.set_state(ctx.s, key, "hours", {"request_id": req.id}, ctx.now)
+    await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "hours.type", max=rq.fmt_hours(ctx.cfg.timings.hours_max))))
+    return t(loc, "hours.type_short")
+
+
+_ACTIONS: dict[str, PressHandler] = {
+    "claim": _claim, "start": _start, "finish": _finish, "release": _release, "cancel": _cancel,
+    "rate": _rate, "nocomment": _no_comment, "hoursok": _hours_ok, "hourset": _hours_set,
+}

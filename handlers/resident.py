@@ -1,0 +1,134 @@
+"""A person's private conversation: the intake form, ratings and comments, their request list, safety."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flows import intake, safety
+from flows import requests as rq
+from flows.i18n import t, words
+from flows.types import Message, UserInput
+from handlers import duty, ops, presses
+from handlers.context import Ctx
+from handlers.events import InboundEvent
+from handlers.views import view_of
+from storage import repo
+from storage.models import Person
+
+log = logging.getLogger(__name__)
+STATE_TTL = timedelta(days=3)  # an abandoned form is forgotten after this
+
+
+def _input(ev: InboundEvent) -> UserInput:
+    return UserInput(text=ev.text, data=ev.data, contact_phone=ev.contact_phone, location=ev.location)
+
+
+def intake_context(ctx: Ctx, person: Person, station_hint: str | None = None) -> intake.Context:
+    """What the pure intake flow may know."""
+    return intake.Context(catalog=ctx.catalog, now=ctx.local(), locale=ctx.locale_of(person),
+                          station_hint=station_hint or person.station_id, greeting_unit=ctx.cfg.org.center.name)
+
+
+async def crisis(ctx: Ctx, ev: InboundEvent, person: Person, kind: str) -> None:
+    """Hotlines to the person at once; an urgent alert to on-duty counsellors and coordinators."""
+    loc = ctx.locale_of(person)
+    await ctx.say(ev.channel, ev.chat_id, Message(t(loc, f"safety.{kind}")))
+    psych = [c.id for c in ctx.catalog.categories if c.sensitive]
+    counsellors: dict[str, Person] = {}
+    for station in [person.station_id or ctx.catalog.stations[0].id]:
+        for cat in psych:
+            team = ctx.cfg.route(station, cat, None)
+            if team:
+                counsellors.update({p.id: p for p in await duty.on_duty(ctx, team.id)})
+    staff = list(counsellors.values()) + await repo.coordinators(ctx.s)
+    excerpt = (ev.text or "")[:200]
+    who = person.phone or t(loc, "safety.no_phone")
+    for p in {p.id: p for p in staff}.values():
+        await ctx.say_to(p, lambda lc: Message(t(lc, f"safety.alert_{kind}", name=person.name or "-",
+                                                 phone=who, channel=ev.channel, text=excerpt)))
+    log.warning("crisis words (%s) from a resident; %d staff alerted", kind, len(staff))
+
+
+async def converse(ctx: Ctx, ev: InboundEvent, person: Person) -> str | None:
+    """Handle a private message or an intake press; returns a toast for presses."""
+    key = ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id)
+    state = await repo.get_state(ctx.s, key)
+    if state is not None and ctx.now - state.updated_at > STATE_TTL:
+        await repo.clear_state(ctx.s, key)
+        state = None
+    text = (ev.text or "").strip()
+    loc = ctx.locale_of(person)
+    if ev.kind == "media":
+        await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "intake.voice")))
+        return None
+    if kind := safety.detect(text):
+        await crisis(ctx, ev, person, kind)
+        return None
+    if state is not None and state.flow == "intake":
+        return await _intake_step(ctx, ev, person, key, dict(state.data))
+    if state is not None and state.flow in ("rating", "rating_comment") and not ev.data:
+        if await _rating_text(ctx, ev, person, key, state.flow, state.data, text):
+            return None
+    if ev.data:  # a press on an old intake button with no form open
+        await _start_intake(ctx, ev, person, key)
+        return t(loc, "press.stale")
+    if text.lower() in words("kw.mine"):
+        await show_requests(ctx, ev, person)
+        return None
+    await _start_intake(ctx, ev, person, key)
+    return None
+
+
+async def _start_intake(ctx: Ctx, ev: InboundEvent, person: Person, key: str) -> None:
+    res = intake.start(intake_context(ctx, person, ev.extra.get("station_hint")))
+    for msg in res.messages:
+        await ctx.say(ev.channel, ev.chat_id, msg)
+    await repo.set_state(ctx.s, key, "intake", res.state or {}, ctx.now)
+
+
+async def _intake_step(ctx: Ctx, ev: InboundEvent, person: Person, key: str, data: dict[str, object]) -> str | None:
+    res = intake.step(data, _input(ev), intake_context(ctx, person))
+    for msg in res.messages:
+        await ctx.say(ev.channel, ev.chat_id, msg)
+    if res.state is not None:
+        await repo.set_state(ctx.s, key, "intake", res.state, ctx.now)
+        return None
+    await repo.clear_state(ctx.s, key)
+    if res.submit is not None:
+        await ops.submit(ctx, person, ev.channel, ev.chat_id, res.submit)
+    elif res.action == "my_requests":
+        await show_requests(ctx, ev, person)
+    return None
+
+
+async def _rating_text(ctx: Ctx, ev: InboundEvent, person: Person, key: str, flow: str,
+                       data: dict[str, object], text: str) -> bool:
+    """A typed rating (1–5) or comment; False when the text is something else entirely."""
+    req = await repo.get_request(ctx.s, int(str(data["request_id"])))
+    if req is None:
+        await repo.clear_state(ctx.s, key)
+        return False
+    if flow == "rating":
+        stars = text.count("⭐") or (int(text[0]) if text[:1].isdigit() and len(text) <= 2 else 0)
+        if not 1 <= stars <= 5:
+            await repo.clear_state(ctx.s, key)
+            return False
+        await presses.rate(ctx, ev, person, req, stars)
+        return True
+    await repo.clear_state(ctx.s, key)
+    loc = ctx.locale_of(person)
+    if text.lower() not in words("kw.no_comment"):
+        await repo.set_rating_comment(ctx.s, req.id, text[:500])
+        rating = await repo.get_rating(ctx.s, req.id)
+        if rating and rating.stars <= 2:
+            await ops.notify_coordinators(ctx, lambda lc: Message(t(lc, "coord.low_rating_comment",
+                                          number=req.number, comment=text[:500])))
+    await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "rating.bye")))
+    return True
+
+
+async def show_requests(ctx: Ctx, ev: InboundEvent, person: Person) -> None:
+    """The resident's requests and their states, with cancel buttons."""
+    loc = ctx.locale_of(person)
+    views = [await view_of(ctx.s, ctx.cfg, r, loc) for r in await repo.requests_of(ctx.s, person.id)]
+    await ctx.say(ev.channel, ev.chat_id, rq.resident_list(views, loc))

@@ -1,0 +1,98 @@
+"""Database access: async engine, serialised transactions, and alembic migrations."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# alembic's `context` proxy is process-global, so two migrations must never run at once.
+_alembic_lock = threading.Lock()
+
+
+def utcnow() -> datetime:
+    """Return the current time as naive UTC (how every time is stored)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def alembic_config(url: str) -> Config:
+    """Build an alembic Config for `url` pointing at the packaged migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser interpolation would choke on a '%' in a URL-encoded password.
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade_sync(url: str) -> None:
+    """Migrate the database at `url` to the newest revision (blocking; not inside a running loop)."""
+    with _alembic_lock:
+        command.upgrade(alembic_config(url), "head")
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy emit BEGIN itself (see _sqlite_on_begin) instead of the driver's lazy BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    # IMMEDIATE takes the write lock up front, so a transaction that reads then writes waits
+    # (busy_timeout) for another process's writer instead of failing with SQLITE_BUSY mid-way.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """An async engine plus session factory for one database URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.engine: AsyncEngine
+        if parsed.get_backend_name() == "sqlite":
+            db_file = parsed.database
+            if db_file and db_file != ":memory:" and not db_file.startswith("file:"):
+                Path(db_file).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_async_engine(url)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
+        else:
+            self.engine = create_async_engine(url, pool_pre_ping=True)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has a single writer: queue writers here rather than spin on "database is locked".
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @property
+    def dialect(self) -> str:
+        """The backend name: "sqlite" or "postgresql"."""
+        return self.engine.dialect.name
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """Yield a session in a transaction: commit on success, roll back on exception. Not reentrant."""
+        lock = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
+        async with lock, self.sessionmaker() as session, session.begin():
+            yield session
+
+    async def upgrade(self) -> None:
+        """Migrate this database to the newest revision."""
+        # alembic's env.py calls asyncio.run, which cannot nest inside the running loop.
+        await asyncio.to_thread(upgrade_sync, self.url)
+
+    async def dispose(self) -> None:
+        """Close all pooled connections."""
+        await self.engine.dispose()

@@ -1,0 +1,68 @@
+"""Alembic environment: runs migrations on an async engine for the configured URL."""
+import asyncio
+
+from alembic import context
+from sqlalchemy import event, pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from storage.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    # storage.db sets sqlalchemy.url; `-x url=...` serves ad-hoc CLI use (alembic -c storage/alembic.ini).
+    url = config.get_main_option("sqlalchemy.url") or context.get_x_argument(as_dictionary=True).get("url")
+    if not url:
+        raise RuntimeError("no database URL: set sqlalchemy.url or pass -x url=...")
+    return url
+
+
+def _configure(**kwargs: object) -> None:
+    url = _url()
+    context.configure(
+        target_metadata=target_metadata,
+        # SQLite cannot ALTER most things; batch mode recreates the table instead.
+        render_as_batch=url.startswith("sqlite"),
+        compare_type=True,
+        **kwargs,
+    )
+
+
+def run_migrations_offline() -> None:
+    """Emit the migration SQL without connecting."""
+    _configure(url=_url(), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def do_run_migrations(connection: Connection) -> None:
+    """Run the migrations on one synchronous connection."""
+    _configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_async_migrations() -> None:
+    """Connect with the async driver and run the migrations."""
+    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+        # Wait for a running app's writer instead of failing at once with "database is locked".
+        event.listen(engine.sync_engine, "connect", _sqlite_busy_timeout)
+    async with engine.connect() as connection:
+        await connection.run_sync(do_run_migrations)
+    await engine.dispose()
+
+
+def _sqlite_busy_timeout(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    asyncio.run(run_async_migrations())

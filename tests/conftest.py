@@ -1,0 +1,98 @@
+"""Shared fixtures: every storage-backed test runs on SQLite and on PostgreSQL + Redis."""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.engine import make_url
+
+PG_URL = os.environ.get("WUWEI_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("WUWEI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+CHECK_TIMEOUT = 2.0
+# Serialises tests of concurrent pytest runs that share the one test database (schema is reset).
+PG_TEST_LOCK_ID = 0x77757765  # "wuwe"
+
+_verdict: list[str | None] = []  # cached _check_services() result; empty until checked
+
+
+@dataclass
+class Backend:
+    """Where a test's database (and, for postgres, Redis) lives."""
+
+    name: str
+    database_url: str
+    redis_url: str | None
+    redis_prefix: str = "wuwei:lock:"
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _check_services() -> str | None:
+    """Return which of PostgreSQL/Redis is unusable, or None; checked once per session."""
+    if _verdict:
+        return _verdict[0]
+    problems = []
+    try:
+        conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=CHECK_TIMEOUT)
+        await conn.close()
+    except Exception as exc:  # any failure (refused, timeout, auth, no such db) = unusable
+        problems.append(f"PostgreSQL ({type(exc).__name__})")
+    client = aioredis.Redis.from_url(
+        REDIS_URL, socket_connect_timeout=CHECK_TIMEOUT, socket_timeout=CHECK_TIMEOUT
+    )
+    try:
+        await client.ping()
+    except Exception as exc:
+        problems.append(f"Redis ({type(exc).__name__})")
+    finally:
+        await client.aclose()
+    _verdict.append(", ".join(problems) or None)
+    return _verdict[0]
+
+
+def _require(failed: str) -> None:
+    where = f"{make_url(PG_URL).render_as_string()} and {REDIS_URL}"
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"PostgreSQL/Redis not reachable at {where} (failed: {failed}); CI requires them")
+    pytest.skip(
+        f"PostgreSQL/Redis not reachable at {where} (failed: {failed}): start them "
+        "(see README 'Tests') or run with CI=true to require them"
+    )
+
+
+async def _cleanup_redis(prefix: str) -> None:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """A fresh, empty database (not migrated) on each backend."""
+    if request.param == "sqlite":
+        yield Backend("sqlite", f"sqlite+aiosqlite:///{tmp_path}/wuwei.db", None)
+        return
+    failed = await _check_services()
+    if failed:
+        _require(failed)
+    conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=CHECK_TIMEOUT)
+    prefix = f"wuwei-test:{uuid.uuid4().hex}:"
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", PG_TEST_LOCK_ID)
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        yield Backend("postgres", PG_URL, REDIS_URL, prefix)
+    finally:
+        await _cleanup_redis(prefix)
+        await conn.close()  # also releases the advisory lock

@@ -1,0 +1,214 @@
+"""Contract tests of the storage layer, on SQLite and on PostgreSQL + Redis."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, select, text, update
+
+from storage.db import Database, alembic_config, utcnow
+from storage.locks import LocalLocks, Locks, RedisLocks, make_locks, make_redis
+from storage.models import Base, HelpRequest, Person, Team
+
+from .conftest import Backend
+
+
+@pytest.fixture
+async def db(backend: Backend) -> AsyncIterator[Database]:
+    """A migrated database on the backend."""
+    database = Database(backend.database_url)
+    await database.upgrade()
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def locks(backend: Backend) -> AsyncIterator[Locks]:
+    """LocalLocks on sqlite, RedisLocks (with the test's prefix) on postgres."""
+    if backend.redis_url is None:
+        yield LocalLocks()
+        return
+    impl = RedisLocks(make_redis(backend.redis_url), prefix=backend.redis_prefix)
+    yield impl
+    await impl.aclose()
+
+
+def _schema_diffs(sync_conn) -> list:  # type: ignore[no-untyped-def]
+    ctx = MigrationContext.configure(sync_conn, opts={"compare_type": True})
+    return compare_metadata(ctx, Base.metadata)
+
+
+async def _current_revision(database: Database) -> str | None:
+    async with database.engine.connect() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+async def test_upgrade_creates_schema_matching_models(backend: Backend) -> None:
+    database = Database(backend.database_url)
+    try:
+        assert database.dialect == {"sqlite": "sqlite", "postgres": "postgresql"}[backend.name]
+        assert await _current_revision(database) is None
+        await database.upgrade()
+        head = ScriptDirectory.from_config(alembic_config(backend.database_url)).get_current_head()
+        assert await _current_revision(database) == head
+        async with database.engine.connect() as conn:
+            assert await conn.run_sync(_schema_diffs) == []
+    finally:
+        await database.dispose()
+
+
+async def test_upgrade_twice_is_a_noop(db: Database) -> None:
+    async with db.transaction() as session:
+        session.add(Person(id="p1", name="A", created_at=utcnow()))
+    before = await _current_revision(db)
+    await db.upgrade()
+    assert await _current_revision(db) == before
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Person)) == 1
+
+
+async def test_failed_transaction_rolls_back(db: Database) -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        async with db.transaction() as session:
+            session.add(Person(id="p1", name="A", created_at=utcnow()))
+            await session.flush()
+            raise RuntimeError("boom")
+    # The next transaction runs (the SQLite writer lock was released) and sees nothing.
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Person)) == 0
+
+
+async def test_foreign_keys_enforced(db: Database) -> None:
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        async with db.transaction() as session:
+            await session.execute(
+                text("INSERT INTO team_members (team_id, person_id) VALUES ('nope', 'nobody')")
+            )
+
+
+def test_utcnow_is_naive() -> None:
+    assert utcnow().tzinfo is None
+
+
+async def test_concurrent_conditional_update_has_one_winner(db: Database) -> None:
+    now = utcnow()
+    async with db.transaction() as session:
+        session.add(Team(id="t1", name="Team", unit="u1", level="community"))
+        session.add(Person(id="r1", name="Resident", is_resident=True, created_at=now))
+        session.add_all(
+            Person(id=f"v{i}", name=f"V{i}", is_volunteer=True, created_at=now) for i in range(20)
+        )
+        await session.flush()
+        request = HelpRequest(
+            number="20250101-001", resident_id="r1", channel="sim", chat_id="c1", category="care",
+            service="visit", station_id="s1", for_whom="self", when_kind="now", when_text="now",
+            address="addr", phone="000", description="desc", status="open", team_id="t1",
+            created_at=now,
+        )
+        session.add(request)
+        await session.flush()
+        request_id = request.id
+
+    gate = asyncio.Barrier(20)
+
+    async def claim(volunteer: str) -> int:
+        await gate.wait()
+        async with db.transaction() as session:
+            result = await session.execute(
+                update(HelpRequest)
+                .where(HelpRequest.id == request_id, HelpRequest.status == "open")
+                .values(status="claimed", volunteer_id=volunteer, claimed_at=utcnow())
+            )
+            return result.rowcount
+
+    counts = await asyncio.wait_for(asyncio.gather(*(claim(f"v{i}") for i in range(20))), 60)
+    assert sorted(counts) == [0] * 19 + [1]
+    winner = f"v{counts.index(1)}"
+    async with db.transaction() as session:
+        row = await session.get(HelpRequest, request_id)
+        assert row is not None
+        assert (row.status, row.volunteer_id) == ("claimed", winner)
+
+
+async def test_lock_serialises_same_key(locks: Locks) -> None:
+    events: list[str] = []
+    a_holding, release_a = asyncio.Event(), asyncio.Event()
+
+    async def a() -> None:
+        async with locks.lock("k"):
+            events.append("a in")
+            a_holding.set()
+            await release_a.wait()
+            events.append("a out")
+
+    async def b() -> None:
+        await a_holding.wait()
+        events.append("b wants")
+        async with locks.lock("k"):
+            events.append("b in")
+
+    tasks = asyncio.gather(a(), b())
+    await asyncio.wait_for(a_holding.wait(), 10)
+    # Give b ample chances to (wrongly) get in; the assertion is on order, not on time.
+    await asyncio.sleep(0.3)
+    events.append("release a")
+    release_a.set()
+    await asyncio.wait_for(tasks, 10)
+    assert events == ["a in", "b wants", "release a", "a out", "b in"]
+
+
+async def test_lock_does_not_serialise_different_keys(locks: Locks) -> None:
+    events: list[str] = []
+    a_holding, release_a = asyncio.Event(), asyncio.Event()
+
+    async def a() -> None:
+        async with locks.lock("k1"):
+            events.append("a in")
+            a_holding.set()
+            await release_a.wait()
+            events.append("a out")
+
+    task_a = asyncio.ensure_future(a())
+    await asyncio.wait_for(a_holding.wait(), 10)
+    async with asyncio.timeout(10):
+        async with locks.lock("k2"):
+            events.append("b in")
+    release_a.set()
+    await asyncio.wait_for(task_a, 10)
+    assert events == ["a in", "b in", "a out"]
+
+
+async def test_local_locks_forget_idle_keys() -> None:
+    locks = LocalLocks()
+    async with locks.lock("k"):
+        assert "k" in locks._entries
+    with pytest.raises(RuntimeError):
+        async with locks.lock("k2"):
+            raise RuntimeError
+    assert locks._entries == {}
+
+
+async def test_redis_lock_of_dead_holder_expires(backend: Backend) -> None:
+    if backend.redis_url is None:
+        pytest.skip("Redis is only used with the postgres backend")
+    client = make_redis(backend.redis_url)
+    try:
+        dead = client.lock(backend.redis_prefix + "k", timeout=1)
+        assert await dead.acquire(blocking=False)  # never released: its holder "died"
+        locks = RedisLocks(client, prefix=backend.redis_prefix, timeout=5, blocking_timeout=10)
+        async with locks.lock("k"):
+            assert await client.exists(backend.redis_prefix + "k") == 1
+        assert await client.exists(backend.redis_prefix + "k") == 0
+    finally:
+        await client.aclose()
+
+
+async def test_make_locks_picks_backend() -> None:
+    assert isinstance(make_locks(None), LocalLocks)
+    shared = make_locks("redis://127.0.0.1:6379/0", prefix="p:")  # connects lazily
+    assert isinstance(shared, RedisLocks) and shared.prefix == "p:"
+    await shared.aclose()
