@@ -283,7 +283,7 @@ def format_when(at: datetime, has_time: bool, period: str | None, locale: str) -
     wd = t(locale, f"weekday.{WEEKDAY_KEYS[at.weekday()]}")
     day = t(locale, "intake.date_fmt", month=at.month, day=at.day, weekday=wd)
     if has_time:
-        return f"{day} {at:%H:%M}"
+        return f"{day}{at:%H:%M}"
     return f"{day} {t(locale, 'period.' + period)}" if period else day
 
 

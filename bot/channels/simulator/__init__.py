@@ -1,0 +1,202 @@
+"""The simulator channel: a local web page and JSON API that play private and group chats.
+
+It is a real adapter behind the same Channel protocol as Telegram and WeCom; its "platform" (the
+chat log the fake phones show) is kept in the database so it survives restarts like a real one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select, update
+
+from bot.channels.base import Dispatch, PermanentSendError
+from bot.clock import Clock
+from flows.types import Message
+from handlers.events import InboundEvent
+from storage.db import Database
+from storage.models import GroupBinding, Identity, Person, SimMessage, Team, TeamMember
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+NAME = "simulator"
+MAX_TEXT = 4096
+
+
+class BadRequest(web.HTTPBadRequest):
+    """A 400 with a JSON body saying what is wrong."""
+
+    def __init__(self, error: str, status: type[web.HTTPException] | None = None) -> None:
+        super().__init__(text=json.dumps({"error": error}, ensure_ascii=False), content_type="application/json")
+
+
+class SimulatorChannel:
+    """Chats on a local page; every POST returns after the bot handled it and delivered its messages."""
+
+    name = NAME
+
+    def __init__(self, db: Database, clock: Clock, settle: Callable[[], Awaitable[None]],
+                 advance: Callable[[timedelta], Awaitable[None]]) -> None:
+        self.db, self.clock, self.settle, self.advance = db, clock, settle, advance
+        self._dispatch: Dispatch | None = None
+
+    # ---- Channel protocol --------------------------------------------------------------------------
+    def routes(self) -> list[web.RouteDef]:
+        """The page, its static files and the JSON API."""
+        return [
+            web.get("/", self._index),
+            web.static("/sim/static", STATIC),  # type: ignore[list-item]
+            web.get("/sim/api/directory", self._directory),
+            web.get("/sim/api/chats/{chat_id}/messages", self._messages),
+            web.post("/sim/api/send", self._send),
+            web.post("/sim/api/press", self._press),
+            web.get("/sim/api/clock", self._clock),
+            web.post("/sim/api/clock", self._clock),
+        ]
+
+    async def start(self, dispatch: Dispatch) -> None:
+        """Remember where inbound events go."""
+        self._dispatch = dispatch
+
+    async def stop(self) -> None:
+        """Nothing to release."""
+
+    async def send(self, chat_id: str, msg: Message) -> str:
+        """Append a bot message to a chat."""
+        if len(msg.text) > MAX_TEXT:
+            raise PermanentSendError("text longer than the simulator's 4096 characters")
+        async with self.db.transaction() as s:
+            row = SimMessage(chat_id=chat_id, sender="bot", text=msg.text, buttons=_buttons(msg), edited=False,
+                             created_at=self.clock.now())
+            s.add(row)
+            await s.flush()
+            return str(row.id)
+
+    async def edit(self, chat_id: str, message_id: str, msg: Message) -> None:
+        """Replace a bot message in place."""
+        async with self.db.transaction() as s:
+            res = await s.execute(update(SimMessage).where(SimMessage.id == int(message_id),
+                                                           SimMessage.chat_id == chat_id)
+                                  .values(text=msg.text, buttons=_buttons(msg), edited=True))
+            if res.rowcount != 1:
+                raise PermanentSendError("no such message to edit")
+
+    # ---- HTTP ----------------------------------------------------------------------------------------
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def _directory(self, request: web.Request) -> web.Response:
+        async with self.db.transaction() as s:
+            people = list((await s.execute(
+                select(Person).join(Identity, Identity.person_id == Person.id)
+                .where(Identity.channel == NAME).order_by(Person.is_resident, Person.id))).scalars())
+            members = (await s.execute(select(TeamMember.person_id, TeamMember.team_id))).all()
+            groups = (await s.execute(select(GroupBinding.chat_id, Team.id, Team.name)
+                                      .join(Team, Team.id == GroupBinding.team_id)
+                                      .where(GroupBinding.channel == NAME).order_by(Team.id))).all()
+        teams: dict[str, list[str]] = {}
+        for pid, tid in members:
+            teams.setdefault(pid, []).append(tid)
+        out = [{"user_id": p.id, "name": p.name, "teams": sorted(teams.get(p.id, [])),
+                "roles": [r for r, on in (("coordinator", p.is_coordinator), ("volunteer", p.is_volunteer),
+                                          ("resident", p.is_resident)) if on]} for p in people]
+        return web.json_response({"people": out, "groups": [
+            {"chat_id": c, "team_id": tid, "team_name": tname} for c, tid, tname in groups]})
+
+    async def _messages(self, request: web.Request) -> web.Response:
+        chat_id = request.match_info["chat_id"]
+        async with self.db.transaction() as s:
+            rows = list((await s.execute(select(SimMessage).where(SimMessage.chat_id == chat_id)
+                                         .order_by(SimMessage.id))).scalars())
+        return web.json_response([{"message_id": str(r.id), "text": r.text, "buttons": r.buttons,
+                                   "edited": r.edited, "sender": r.sender} for r in rows])
+
+    async def _body(self, request: web.Request, fields: tuple[str, ...]) -> dict[str, str]:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadRequest("body must be JSON") from None
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a JSON object")
+        for f in fields:
+            if not isinstance(body.get(f), str) or not body[f].strip():
+                raise BadRequest(f"'{f}' must be a non-empty string")
+            if len(body[f]) > MAX_TEXT:
+                raise BadRequest(f"'{f}' is longer than {MAX_TEXT} characters")
+        for f in ("user_name", "event_id"):
+            if f in body and not isinstance(body[f], str):
+                raise BadRequest(f"'{f}' must be a string")
+        return body
+
+    async def _chat_type(self, chat_id: str, user_id: str) -> str:
+        if chat_id == user_id:
+            return "private"
+        async with self.db.transaction() as s:
+            bound = await s.get(GroupBinding, (NAME, chat_id))
+        if bound is None:
+            raise BadRequest(f"unknown chat '{chat_id}': a private chat's id is the user's id, groups come from "
+                             "config (GET /sim/api/directory)")
+        return "group"
+
+    async def _send(self, request: web.Request) -> web.Response:
+        body = await self._body(request, ("chat_id", "user_id", "text"))
+        chat_type = await self._chat_type(body["chat_id"], body["user_id"])
+        event_id = body.get("event_id") or uuid.uuid4().hex
+        async with self.db.transaction() as s:
+            row = SimMessage(chat_id=body["chat_id"], sender=body["user_id"], text=body["text"], buttons=[],
+                             edited=False, created_at=self.clock.now())
+            s.add(row)
+        ev = InboundEvent(channel=NAME, event_id=f"msg:{event_id}", chat_id=body["chat_id"],
+                          user_id=body["user_id"], chat_type=chat_type,  # type: ignore[arg-type]
+                          user_name=(body.get("user_name") or "")[:100], text=body["text"])
+        handled = await self._handle(ev)
+        if handled.duplicate:
+            async with self.db.transaction() as s:
+                await s.delete(await s.get(SimMessage, row.id))
+        return web.json_response({"ok": True, "duplicate": handled.duplicate})
+
+    async def _press(self, request: web.Request) -> web.Response:
+        body = await self._body(request, ("chat_id", "user_id", "message_id", "data"))
+        chat_type = await self._chat_type(body["chat_id"], body["user_id"])
+        if not body["message_id"].isdigit():
+            raise BadRequest("'message_id' must be a message id from this chat")
+        async with self.db.transaction() as s:
+            msg = await s.get(SimMessage, int(body["message_id"]))
+        if msg is None or msg.chat_id != body["chat_id"] or msg.sender != "bot":
+            raise BadRequest("no such bot message in this chat")
+        if not any(b.get("data") == body["data"] for row in msg.buttons for b in row):
+            raise BadRequest("that message has no button with this data (it may have been edited)")
+        ev = InboundEvent(channel=NAME, event_id=f"press:{body.get('event_id') or uuid.uuid4().hex}",
+                          chat_id=body["chat_id"], user_id=body["user_id"], chat_type=chat_type,  # type: ignore[arg-type]
+                          user_name=(body.get("user_name") or "")[:100], kind="press", data=body["data"],
+                          message_id=body["message_id"])
+        handled = await self._handle(ev)
+        return web.json_response({"answer": handled.answer, "duplicate": handled.duplicate})
+
+    async def _handle(self, ev: InboundEvent) -> Any:
+        assert self._dispatch is not None, "channel not started"
+        handled = await self._dispatch(ev)
+        await self.settle()
+        return handled
+
+    async def _clock(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            try:
+                body = await request.json()
+                minutes = float(body["advance_minutes"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                raise BadRequest("body must be {\"advance_minutes\": N}") from None
+            if not 0 <= minutes <= 60 * 24 * 30:
+                raise BadRequest("'advance_minutes' must be between 0 and 43200")
+            await self.advance(timedelta(minutes=minutes))
+        return web.json_response({"now": self.clock.now().isoformat(timespec="seconds") + "Z"})
+
+
+def _buttons(msg: Message) -> list[list[dict[str, str]]]:
+    return [[{"text": b.text, "data": b.data} for b in row] for row in msg.buttons]

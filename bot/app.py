@@ -1,0 +1,88 @@
+"""Wiring: database, channels, dispatcher, outbox, scheduler and the aiohttp server, started and stopped
+together."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from aiohttp import web
+
+from bot.channels.base import Channel
+from bot.channels.simulator import SimulatorChannel
+from bot.clock import Clock
+from bot.config import Config, redact_url
+from bot.dispatcher import Dispatcher
+from bot.outbox import Outbox
+from bot.scheduler import Scheduler
+from bot.seed import sync_config
+from storage.db import Database
+from storage.locks import make_locks
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    """One worker process of the bot."""
+
+    def __init__(self, cfg: Config, clock: Clock | None = None, redis_prefix: str = "wuwei:") -> None:
+        self.cfg = cfg
+        self.clock = clock or Clock()
+        self.db = Database(cfg.storage.database_url)
+        self.locks = make_locks(cfg.storage.redis_url, prefix=redis_prefix + "lock:")
+        self.channels: dict[str, Channel] = {}
+        self.outbox = Outbox(cfg, self.db, self.channels, self.clock)
+        self.dispatcher = Dispatcher(cfg, self.db, self.locks, self.clock, on_outbox=self._kick)
+        self.scheduler = Scheduler(self.db, self.dispatcher, self.clock, cfg.timings.tick_seconds)
+        self.web = web.Application(client_max_size=1024 * 1024)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def _kick(self, ids: list[int]) -> None:
+        self.outbox.kick()
+
+    async def settle(self) -> None:
+        """Deliver everything due now (the simulator waits for this before answering)."""
+        await self.outbox.flush()
+
+    async def advance(self, delta: timedelta) -> None:
+        """Move the clock forward, fire due timers, deliver what they caused."""
+        self.clock.advance(delta)
+        await self.scheduler.fire_due()
+        await self.settle()
+
+    async def start(self) -> None:
+        """Migrate, sync config, start channels and loops, listen on http.host:port."""
+        log.info("database: %s", redact_url(self.cfg.storage.database_url))
+        await self.db.upgrade()
+        await sync_config(self.db, self.cfg, self.clock.now(), self.cfg.simulator.enabled)
+        if self.cfg.simulator.enabled:
+            self.channels["simulator"] = SimulatorChannel(self.db, self.clock, self.settle, self.advance)
+        for channel in self.channels.values():
+            self.web.add_routes(channel.routes())
+            await channel.start(self.dispatcher.handle)
+        self.web.router.add_get("/healthz", self._health)
+        self._runner = web.AppRunner(self.web, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.http.host, self.cfg.http.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.outbox.start()
+        self.scheduler.start()
+        log.info("wuwei is running on http://%s:%s (channels: %s)", self.cfg.http.host, self.port,
+                 ", ".join(self.channels) or "none")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "channels": sorted(self.channels)})
+
+    async def stop(self) -> None:
+        """Stop loops and channels, close the server and the database."""
+        await self.scheduler.stop()
+        await self.outbox.stop()
+        for channel in self.channels.values():
+            await channel.stop()
+        if self._runner:
+            await self._runner.cleanup()
+        aclose = getattr(self.locks, "aclose", None)
+        if aclose:
+            await aclose()
+        await self.db.dispose()

@@ -1,0 +1,50 @@
+"""The seam every platform adapter implements; the core never imports a platform SDK."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from aiohttp import web
+
+from flows.types import Message
+from handlers.events import Handled, InboundEvent
+
+Dispatch = Callable[[InboundEvent], Awaitable[Handled]]
+
+
+class PermanentSendError(Exception):
+    """The platform refused the message for good (blocked, chat gone): retrying will not help."""
+
+
+class RetryLater(Exception):
+    """The platform asked us to wait (rate limit): try this message again after `delay` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"retry after {delay:.1f}s")
+        self.delay = delay
+
+
+class Channel(Protocol):
+    """One platform: its routes, how to send and edit; inbound events go to `dispatch`."""
+
+    name: str
+
+    def routes(self) -> list[web.RouteDef]:
+        """aiohttp routes this channel serves (webhooks, simulator API)."""
+        ...
+
+    async def start(self, dispatch: Dispatch) -> None:
+        """Begin receiving (polling, connections); inbound events are passed to `dispatch`."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop receiving and release resources."""
+        ...
+
+    async def send(self, chat_id: str, msg: Message) -> str:
+        """Deliver a message; returns the platform's message id (for later edits)."""
+        ...
+
+    async def edit(self, chat_id: str, message_id: str, msg: Message) -> None:
+        """Replace a message's text and buttons in place."""
+        ...

@@ -1,0 +1,66 @@
+"""The `wuwei` command: run, check-config, db upgrade."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from bot.config import Config, ConfigError, load_config, redact_url
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"config error in {path}:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _run(cfg: Config) -> None:
+    from bot.app import App
+
+    app = App(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    print(f"wuwei is running: open http://{cfg.http.host}:{app.port}/ (Ctrl+C stops it)", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script and `python -m bot`."""
+    parser = argparse.ArgumentParser(prog="wuwei", description="五为 volunteer service bot")
+    parser.add_argument("--config", default="config.yaml", help="path to config.yaml (default ./config.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the bot (migrates the database first)")
+    sub.add_parser("check-config", help="validate the config file and exit")
+    db = sub.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply migrations")
+    for p in sub.choices.values():
+        p.add_argument("--config", default=argparse.SUPPRESS, help="path to config.yaml")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = _load(args.config)
+    if args.command == "check-config":
+        print(f"{args.config}: OK ({len(cfg.teams)} teams, {len(cfg.stations())} stations, "
+              f"{len(cfg.people.volunteers)} volunteers, {len(cfg.people.coordinators)} coordinators)")
+        return 0
+    if args.command == "db":
+        from storage.db import upgrade_sync
+
+        upgrade_sync(cfg.storage.database_url)
+        print(f"database {redact_url(cfg.storage.database_url)} is up to date")
+        return 0
+    try:
+        asyncio.run(_run(cfg))
+    except OSError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,236 @@
+"""Deliver outbox rows through their channels: in order per chat, leased so several workers never
+send a row twice, retried with backoff, and request cards recorded in the message ledger."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from bot.channels.base import Channel, PermanentSendError, RetryLater
+from bot.clock import Clock
+from bot.config import Config
+from flows.i18n import norm_locale
+from flows.types import Button, Message
+from handlers.views import render
+from storage import repo
+from storage.db import Database
+from storage.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 12
+
+
+@dataclass
+class _Row:
+    id: int
+    channel: str
+    chat_id: str
+    kind: str
+    request_id: int | None
+    ledger_kind: str | None
+    payload: dict[str, object]
+    attempts: int
+
+
+def payload_message(payload: dict[str, object]) -> Message:
+    """The Message stored in an outbox payload."""
+    rows = payload.get("buttons") or []
+    return Message(str(payload.get("text", "")),
+                   tuple(tuple(Button(b["text"], b["data"]) for b in row) for row in rows))  # type: ignore[index,union-attr]
+
+
+class Outbox:
+    """The delivery loop of one worker."""
+
+    def __init__(self, cfg: Config, db: Database, channels: dict[str, Channel], clock: Clock,
+                 poll_seconds: float = 1.0) -> None:
+        self.cfg, self.db, self.channels, self.clock = cfg, db, channels, clock
+        self.poll_seconds = poll_seconds
+        self._pass_lock = asyncio.Lock()
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # ---- loop ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the background delivery loop."""
+        self._task = asyncio.create_task(self._run(), name="outbox")
+
+    async def stop(self) -> None:
+        """Stop the loop (rows not yet sent stay in the database for the next start)."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def kick(self) -> None:
+        """Wake the loop: new rows were committed."""
+        self._kick.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.deliver_due()
+            except Exception:
+                log.exception("outbox pass failed; retrying")
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.poll_seconds)
+            except TimeoutError:
+                pass
+            self._kick.clear()
+
+    async def flush(self, ids: list[int] | None = None) -> None:
+        """Deliver what is due now (callers that must wait for their messages use this)."""
+        await self.deliver_due()
+
+    # ---- one pass ------------------------------------------------------------------------------------
+    async def deliver_due(self) -> int:
+        """Lease due rows lane by lane (a lane is one chat, in id order) and deliver them."""
+        async with self._pass_lock:
+            lanes = await self._lease()
+            if not lanes:
+                return 0
+            results = await asyncio.gather(*(self._deliver_lane(rows) for rows in lanes.values()))
+            return sum(results)
+
+    async def _lease(self) -> OrderedDict[tuple[str, str], list[_Row]]:
+        now = self.clock.now()
+        async with self.db.transaction() as s:
+            q = select(OutboxMessage).where(OutboxMessage.status == "pending").order_by(OutboxMessage.id).limit(500)
+            pending = list((await s.execute(q)).scalars())
+            lanes: OrderedDict[tuple[str, str], list[OutboxMessage]] = OrderedDict()
+            blocked: set[tuple[str, str]] = set()
+            for row in pending:
+                lane = (row.channel, row.chat_id)
+                if lane in blocked:
+                    continue
+                if row.next_attempt_at > now or (row.lease_until is not None and row.lease_until > now):
+                    blocked.add(lane)  # an earlier row of this chat waits: keep the order
+                    continue
+                lanes.setdefault(lane, []).append(row)
+            ids = [r.id for rows in lanes.values() for r in rows]
+            if not ids:
+                return OrderedDict()
+            stmt = (update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
+                    .values(lease_until=now + LEASE).returning(OutboxMessage.id))
+            got = set((await s.execute(stmt)).scalars())
+            out: OrderedDict[tuple[str, str], list[_Row]] = OrderedDict()
+            for lane, rows in lanes.items():
+                for r in rows:
+                    if r.id not in got:
+                        break
+                    out.setdefault(lane, []).append(_Row(r.id, r.channel, r.chat_id, r.kind, r.request_id,
+                                                         r.ledger_kind, dict(r.payload or {}), r.attempts))
+            return out
+
+    async def _deliver_lane(self, rows: list[_Row]) -> int:
+        done = 0
+        for row in rows:
+            if not await self._deliver(row):
+                await self._release_leases(rows[done + 1:])
+                break
+            done += 1
+        return done
+
+    async def _release_leases(self, rows: list[_Row]) -> None:
+        if not rows:
+            return
+        async with self.db.transaction() as s:
+            await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows]))
+                            .values(lease_until=None))
+
+    async def _deliver(self, row: _Row) -> bool:
+        """Send one row; True if it is done (sent or failed for good), False if it will be retried."""
+        try:
+            if row.kind == "message":
+                await self._channel(row.channel).send(row.chat_id, payload_message(row.payload))
+            elif row.kind == "card":
+                await self._deliver_card(row)
+            elif row.kind == "refresh":
+                await self._deliver_refresh(row)
+            else:
+                raise PermanentSendError(f"unknown outbox kind {row.kind}")
+        except RetryLater as exc:
+            await self._retry(row, exc.delay, count=False, error="rate limited")
+            return False
+        except PermanentSendError as exc:
+            log.warning("outbox row %s failed for good: %s", row.id, exc)
+            await self._finish(row.id, "failed", str(exc))
+            return True
+        except Exception as exc:
+            delay = min(2.0 ** row.attempts, 300.0)
+            log.warning("outbox row %s: send failed (%s), retry in %.0fs", row.id, type(exc).__name__, delay)
+            await self._retry(row, delay, count=True, error=f"{type(exc).__name__}: {exc}"[:300])
+            return False
+        await self._finish(row.id, "sent", None)
+        return True
+
+    def _channel(self, name: str) -> Channel:
+        ch = self.channels.get(name)
+        if ch is None:
+            raise PermanentSendError(f"channel {name!r} is not enabled")
+        return ch
+
+    async def _deliver_card(self, row: _Row) -> None:
+        """Send a request-bound message rendered from the request as it is now, and record it."""
+        assert row.request_id is not None and row.ledger_kind is not None
+        channel = self._channel(row.channel)
+        msg = await self._render(row.request_id, row.ledger_kind, row.channel, row.chat_id)
+        if msg is None:
+            return
+        message_id = await channel.send(row.chat_id, msg)
+        async with self.db.transaction() as s:
+            await repo.add_ledger(s, row.request_id, row.channel, row.chat_id, message_id, row.ledger_kind,
+                                  self.clock.now())
+        # the request may have changed while we were sending: make this copy current
+        latest = await self._render(row.request_id, row.ledger_kind, row.channel, row.chat_id)
+        if latest is not None and latest != msg:
+            await channel.edit(row.chat_id, message_id, latest)
+
+    async def _deliver_refresh(self, row: _Row) -> None:
+        """Re-render every recorded copy of a request's messages, on every enabled channel."""
+        assert row.request_id is not None
+        async with self.db.transaction() as s:
+            entries = await repo.ledger_for(s, row.request_id, ["group_card", "nudge", "detail"])
+            copies = [(e.channel, e.chat_id, e.message_id, e.kind) for e in entries]
+        for channel_name, chat_id, message_id, kind in copies:
+            channel = self.channels.get(channel_name)
+            if channel is None:
+                continue
+            msg = await self._render(row.request_id, kind, channel_name, chat_id)
+            if msg is not None:
+                await channel.edit(chat_id, message_id, msg)
+
+    async def _render(self, request_id: int, kind: str, channel: str, chat_id: str) -> Message | None:
+        async with self.db.transaction() as s:
+            req = await repo.get_request(s, request_id)
+            if req is None:
+                return None
+            locale = self.cfg.locale if kind == "group_card" else await self._chat_locale(s, channel, chat_id)
+            return await render(s, self.cfg, req, kind, channel, chat_id, locale)
+
+    async def _chat_locale(self, s: object, channel: str, chat_id: str) -> str:
+        from storage.models import Identity, Person
+
+        q = select(Person.locale).join(Identity, Identity.person_id == Person.id).where(
+            Identity.channel == channel, Identity.chat_id == chat_id)
+        loc = (await s.execute(q.limit(1))).scalar_one_or_none()  # type: ignore[attr-defined]
+        return norm_locale(loc or self.cfg.locale)
+
+    async def _finish(self, row_id: int, status: str, error: str | None) -> None:
+        async with self.db.transaction() as s:
+            await s.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(
+                status=status, error=error, lease_until=None, sent_at=self.clock.now() if status == "sent" else None))
+
+    async def _retry(self, row: _Row, delay: float, count: bool, error: str) -> None:
+        attempts = row.attempts + (1 if count else 0)
+        status = "failed" if attempts >= MAX_ATTEMPTS else "pending"
+        if status == "failed":
+            log.error("outbox row %s gave up after %d attempts", row.id, attempts)
+        async with self.db.transaction() as s:
+            await s.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(
+                status=status, attempts=attempts, error=error, lease_until=None,
+                next_attempt_at=self.clock.now() + timedelta(seconds=delay)))

@@ -1,0 +1,59 @@
+"""Due timers re-enter the dispatcher as events, so time is just another input."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot.clock import Clock
+from bot.dispatcher import Dispatcher
+from handlers.events import InboundEvent
+from storage import repo
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Polls the timers table every `tick_seconds` and fires what is due."""
+
+    def __init__(self, db: Database, dispatcher: Dispatcher, clock: Clock, tick_seconds: float) -> None:
+        self.db, self.dispatcher, self.clock, self.tick = db, dispatcher, clock, tick_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        """Start the background loop."""
+        self._task = asyncio.create_task(self._run(), name="scheduler")
+
+    async def stop(self) -> None:
+        """Stop the loop; unfired timers stay in the database."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.fire_due()
+            except Exception:
+                log.exception("scheduler pass failed; retrying")
+            await asyncio.sleep(self.tick)
+
+    async def fire_due(self) -> int:
+        """Fire every timer due now, each as its own event; returns how many fired."""
+        async with self._lock:
+            fired, seen = 0, set()
+            while True:
+                async with self.db.transaction() as s:
+                    ids = [i for i in await repo.due_timer_ids(s, self.clock.now()) if i not in seen]
+                if not ids:
+                    return fired  # a timer whose handling failed is retried on the next tick
+                seen.update(ids)
+                for timer_id in ids:
+                    ev = InboundEvent(channel="timer", event_id=f"timer:{timer_id}", chat_id="timers",
+                                      user_id=f"timer-{timer_id}", kind="timer", extra={"timer_id": timer_id})
+                    handled = await self.dispatcher.handle(ev)
+                    fired += 0 if handled.duplicate else 1
+                    if handled.duplicate:  # handled before but the timer row says otherwise: never loop
+                        async with self.db.transaction() as s:
+                            await repo.take_timer(s, timer_id, self.clock.now())

@@ -1,0 +1,41 @@
+"""Bring the database in line with config: teams, seeded people, memberships, group bindings."""
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+
+from bot.config import Config
+from storage import repo
+from storage.db import Database
+from storage.models import GroupBinding
+
+
+async def sync_config(db: Database, cfg: Config, now: object, simulator: bool) -> None:
+    """Upsert what config declares (idempotent; runs at every start)."""
+    async with db.transaction() as s:
+        for team in cfg.teams:
+            await repo.upsert_team(s, team.id, team.name, team.unit, cfg.unit_level(team.unit))
+        coords = {c.id: c for c in cfg.people.coordinators}
+        vols = {v.id: v for v in cfg.people.volunteers}
+        for pid in sorted(set(coords) | set(vols)):
+            v, c = vols.get(pid), coords.get(pid)
+            name = (v or c).name  # type: ignore[union-attr]
+            phone = (v.phone if v else None) or (c.phone if c else None)
+            await repo.upsert_staff(s, pid, name, phone, now, volunteer=v is not None,  # type: ignore[arg-type]
+                                    coordinator=c is not None, trained=bool(v and v.trained) or (v is None),
+                                    unit=c.unit if c else None)
+            if simulator:
+                await repo.ensure_identity(s, "simulator", pid, pid, pid, name)
+        await repo.set_memberships(s, {(t.id, m) for t in cfg.teams for m in t.members})
+        configured = {(ch, chat): t.id for t in cfg.teams for ch, chat in t.groups.items()}
+        for (ch, chat), team_id in configured.items():
+            row = await s.get(GroupBinding, (ch, chat))
+            if row is None:
+                s.add(GroupBinding(channel=ch, chat_id=chat, team_id=team_id))
+            else:
+                row.team_id = team_id
+        # a simulator group dropped from config disappears with it (real groups are bound by command)
+        rows = (await s.execute(select(GroupBinding).where(GroupBinding.channel == "simulator"))).scalars()
+        stale = [r.chat_id for r in rows if ("simulator", r.chat_id) not in configured]
+        if stale:
+            await s.execute(delete(GroupBinding).where(GroupBinding.channel == "simulator",
+                                                       GroupBinding.chat_id.in_(stale)))

@@ -1,0 +1,96 @@
+"""Who is speaking and which handler takes the event: one ordered list, first match wins."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from flows import callbacks
+from handlers import presses, resident, staff, timers
+from handlers.context import Ctx
+from handlers.events import InboundEvent
+from storage import repo
+from storage.models import Person
+
+Handler = Callable[[Ctx, InboundEvent, Person | None], Awaitable["tuple[bool, str | None]"]]
+
+
+async def identify(ctx: Ctx, ev: InboundEvent) -> Person | None:
+    """The person behind the event; a stranger writing privately becomes a new resident."""
+    person = await repo.person_for_identity(ctx.s, ev.channel, ev.user_id)
+    if person is None and ev.chat_type == "private" and ev.kind != "timer":
+        person = await repo.create_resident(ctx.s, ev.channel, ev.user_id, ev.chat_id,
+                                            ev.user_name or "", ctx.now)
+    if person is not None and ev.locale and not person.locale and ev.locale.lower().startswith("en"):
+        person.locale = "en"
+    return person
+
+
+async def _timer(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
+    if ev.kind != "timer":
+        return False, None
+    await timers.on_timer(ctx, ev)
+    return True, None
+
+
+async def _press(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
+    if ev.kind != "press":
+        return False, None
+    answer = await presses.on_press(ctx, ev, person)
+    if answer is not None:
+        return True, answer
+    cb = callbacks.parse(ev.data)
+    if cb is not None and cb.action == "i" and person is not None and ev.chat_type == "private":
+        return True, await resident.converse(ctx, ev, person)  # an intake button
+    return True, None
+
+
+async def _group(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
+    if ev.chat_type != "group":
+        return False, None
+    if person is not None and (ev.text or "").startswith("/"):
+        await staff.on_command(ctx, ev, person)
+    return True, None  # other chatter in groups is not for the bot
+
+
+async def _command(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
+    if person is None or not ev.text:
+        return False, None
+    state = await repo.get_state(ctx.s, resident_key(ev))
+    if state is not None and state.flow == "intake" and not ev.text.startswith("/"):
+        return False, None  # in the middle of a form, words are answers
+    if ev.text.strip().lower() in ("/cancel", "/start"):
+        return False, None
+    return await staff.on_command(ctx, ev, person), None
+
+
+async def _hours(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
+    if person is None or not person.is_volunteer:
+        return False, None
+    state = await repo.get_state(ctx.s, resident_key(ev))
+    if state is None or state.flow != "hours":
+        return False, None
+    await staff.on_hours_text(ctx, ev, person, state.data)
+    return True, None
+
+
+async def _conversation(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
+    if person is None:
+        return False, None
+    return True, await resident.converse(ctx, ev, person)
+
+
+def resident_key(ev: InboundEvent) -> str:
+    """The conversation-state key of the speaker in this chat."""
+    return f"{ev.channel}:{ev.chat_id}:{ev.user_id}"
+
+
+HANDLERS: list[Handler] = [_timer, _press, _group, _hours, _command, _conversation]
+
+
+async def route(ctx: Ctx, ev: InboundEvent) -> str | None:
+    """Run the first handler that takes the event; returns the toast for a press."""
+    person = None if ev.kind == "timer" else await identify(ctx, ev)
+    for handler in HANDLERS:
+        taken, answer = await handler(ctx, ev, person)
+        if taken:
+            return answer
+    return None
