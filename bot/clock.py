@@ -7,14 +7,19 @@ from storage.db import utcnow
 
 
 class Clock:
-    """Naive-UTC clock with an adjustable offset (time travel for the simulator and tests)."""
+    """Naive-UTC clock with an adjustable offset (time travel for the simulator and tests).
 
-    def __init__(self) -> None:
+    With `frozen_at`, time stands still except when advanced: tests get the same roster and dates
+    whatever the hour they run at.
+    """
+
+    def __init__(self, frozen_at: datetime | None = None) -> None:
         self.offset = timedelta()
+        self.frozen_at = frozen_at
 
     def now(self) -> datetime:
         """The current (possibly shifted) naive UTC time."""
-        return utcnow() + self.offset
+        return (self.frozen_at or utcnow()) + self.offset
 
     def advance(self, delta: timedelta) -> None:
         """Move time forward."""

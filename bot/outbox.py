@@ -194,7 +194,7 @@ class Outbox:
         """Re-render every recorded copy of a request's messages, on every enabled channel."""
         assert row.request_id is not None
         async with self.db.transaction() as s:
-            entries = await repo.ledger_for(s, row.request_id, ["group_card", "nudge", "detail"])
+            entries = await repo.ledger_for(s, row.request_id, ["group_card", "nudge", "reminder", "detail"])
             copies = [(e.channel, e.chat_id, e.message_id, e.kind) for e in entries]
         for channel_name, chat_id, message_id, kind in copies:
             channel = self.channels.get(channel_name)

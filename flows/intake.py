@@ -174,6 +174,9 @@ def _on_for_whom(state: dict[str, Any], inp: UserInput, text: str, ctx: Context)
 
 def _on_when(state: dict[str, Any], inp: UserInput, text: str, ctx: Context) -> Result:
     value = _choice(state, inp, text, ctx)
+    typed = parse_when(text, ctx.now) if text and not inp.data else None
+    if value == "today" and typed is not None and (typed.has_time or typed.period):
+        value = None  # 今天下午3点 is a time, not just the 今天 button
     d = dict(state["draft"])
     if value == "asap":
         d.update(when_kind="asap", when_at=ctx.now.isoformat(timespec="minutes"),
@@ -184,7 +187,7 @@ def _on_when(state: dict[str, Any], inp: UserInput, text: str, ctx: Context) -> 
     elif value == "pick":
         return Result({**state, "step": "when_date", "back": [*state["back"], "when"]},
                       [Message(t(ctx.locale, "intake.ask.when_date"))])
-    elif text and parse_when(text, ctx.now) is not None:
+    elif typed is not None:
         return _on_when_date(state, inp, text, ctx)  # typed a date straight away
     else:
         return _again(state, ctx, "intake.pick_a_button")
@@ -202,7 +205,8 @@ def _on_when_date(state: dict[str, Any], inp: UserInput, text: str, ctx: Context
     shown = format_when(when.at, when.has_time, when.period, ctx.locale)
     d = {**state["draft"], "when_kind": "at", "when_at": when.at.isoformat(timespec="minutes"),
          "when_text": shown, "urgent": False}
-    state = {**state, "draft": d, "step": "when"}
+    back = state["back"][:-1] if state["step"] == "when_date" else state["back"]  # _advance pushes "when"
+    state = {**state, "draft": d, "step": "when", "back": back}
     prefix = t(ctx.locale, "intake.when_ok", when=shown)
     return _advance(state, ctx, "address", prefix)
 
@@ -237,7 +241,7 @@ def _on_summary(state: dict[str, Any], inp: UserInput, text: str, ctx: Context) 
     if value == "confirm":
         return Result(None, [], submit=Draft(**state["draft"]))
     if value == "edit":
-        new = {**state, "step": "edit"}
+        new = {**state, "step": "edit", "back": [*state["back"], "summary"]}
         return Result(new, [_ask(new, ctx)])
     if value == "cancel":
         return Result(None, [Message(t(ctx.locale, "intake.cancelled"))], cancelled=True)
@@ -248,7 +252,7 @@ def _on_edit(state: dict[str, Any], inp: UserInput, text: str, ctx: Context) -> 
     value = _choice(state, inp, text, ctx)
     if value is None:
         return _again(state, ctx, "intake.pick_a_button")
-    new = {**state, "step": value, "editing": True}
+    new = {**state, "step": value, "editing": True, "back": [*state["back"], "edit"]}
     return Result(new, [_ask(new, ctx)])
 
 
@@ -283,7 +287,8 @@ def format_when(at: datetime, has_time: bool, period: str | None, locale: str) -
     wd = t(locale, f"weekday.{WEEKDAY_KEYS[at.weekday()]}")
     day = t(locale, "intake.date_fmt", month=at.month, day=at.day, weekday=wd)
     if has_time:
-        return f"{day}{at:%H:%M}"
+        sep = " " if day[-1:].isascii() else ""  # 11月24日（周二）08:30, but Tue 11/24 08:30
+        return f"{day}{sep}{at:%H:%M}"
     return f"{day} {t(locale, 'period.' + period)}" if period else day
 
 

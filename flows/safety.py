@@ -9,7 +9,8 @@ SELF_HARM = re.compile(
     re.IGNORECASE,
 )
 MEDICAL = re.compile(
-    r"(晕倒|昏倒|昏迷|不省人事|心脏病(犯|发)|呼吸困难|喘不上气|大出血|中风|抽搐|摔倒.{0,4}起不来|heart attack|unconscious)",
+    r"(晕倒|昏倒|昏迷|不省人事|心脏病(犯|发)|呼吸困难|喘不上气|大出血|中风(?!后|以后|之后|的|过)|抽搐|摔倒.{0,4}起不来"
+    r"|heart attack|unconscious)",
     re.IGNORECASE,
 )
 

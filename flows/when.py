@@ -56,7 +56,11 @@ def _find_short_date(text: str, today: date) -> tuple[date | None, bool]:
         return (_safe_date(today.year, mo, d) if mo and d else None), True
     m = re.search(rf"({_NUM})\s*[日号]", text)
     if m and (d := cn_number(m[1])):
-        return _safe_date(today.year, today.month, d), True
+        day = _safe_date(today.year, today.month, d)
+        if day is not None and day < today:  # "5号" said on the 22nd means next month's 5th
+            first_next = (today.replace(day=1) + timedelta(days=32)).replace(day=1)
+            day = _safe_date(first_next.year, first_next.month, d)
+        return day, True
     m = re.search(r"(下下|下个?)?(?:周|星期|礼拜)([一二三四五六日天])", text)
     if m:
         wd = _WEEKDAYS[m[2]]
@@ -90,7 +94,8 @@ def _find_time(text: str, period: str | None) -> time | None:
         if m[1] in ("零", "〇", "0"):
             h = 0
         tail = m[2] or ""
-        mi = 30 if tail == "半" else 15 if tail == "一刻" else 45 if tail == "三刻" else (cn_number(m[3]) or 0) if m[3] else 0
+        quarters = {"半": 30, "一刻": 15, "三刻": 45}
+        mi = quarters[tail] if tail in quarters else (cn_number(m[3]) or 0) if m[3] else 0
     if period and h < 12:
         add = _PERIODS[period][1]
         if period == "中午" and h >= 11:

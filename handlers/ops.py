@@ -86,7 +86,7 @@ async def escalate(ctx: Ctx, req: HelpRequest, from_team: str, why: str) -> None
         await dispatch(ctx, req, parent.id, "escalate")
     else:
         await repo.add_history(ctx.s, req.id, None, "stuck", ctx.now, why=why)
-        await notify_coordinators(ctx, lambda loc: Message(t(loc, "coord.stuck", number=req.number,
+        await notify_coordinators(ctx, lambda loc: Message(t(loc, f"coord.stuck_{why}", number=req.number,
                                   service=view.service, community=view.community)))
 
 

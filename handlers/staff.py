@@ -25,7 +25,7 @@ async def _reply(ctx: Ctx, ev: InboundEvent, text: str) -> None:
 async def _duty(ctx: Ctx, ev: InboundEvent, person: Person, on: bool) -> None:
     local_until = duty.shift_end(ctx.cfg, person.id, ctx.local())
     await repo.set_duty(ctx.s, person.id, on, ctx.to_utc(local_until))
-    key = "duty.on" if on else "duty.off"
+    key = "duty.started" if on else "duty.stopped"
     await _reply(ctx, ev, t(ctx.locale_of(person), key, until=f"{local_until:%m-%d %H:%M}"))
 
 

@@ -7,7 +7,6 @@ from flows import requests as rq
 from handlers import duty, ops
 from handlers.context import Ctx
 from handlers.events import InboundEvent
-from handlers.views import view_of
 from storage import repo
 from storage.models import HelpRequest, Timer
 
@@ -35,10 +34,9 @@ async def _remind(ctx: Ctx, req: HelpRequest, timer: Timer) -> None:
     team_id = str(timer.payload.get("team") or req.team_id)
     await repo.add_history(ctx.s, req.id, None, "reminded", ctx.now, team=team_id)
     for person in await duty.on_duty(ctx, team_id):
-        await ctx.post_to(person, req.id, "nudge")
-    view = await view_of(ctx.s, ctx.cfg, req, ctx.cfg.locale)
+        await ctx.post_to(person, req.id, "reminder")
     for binding in await ops.group_bindings(ctx, team_id):
-        await ctx.say(binding.channel, binding.chat_id, rq.reminder(view, ctx.cfg.locale))
+        await ctx.post(binding.channel, binding.chat_id, req.id, "reminder")
     log.info("reminded team %s about request %s", team_id, req.id)
 
 

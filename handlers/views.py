@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flows import requests as rq
+from flows.i18n import t
 from flows.types import Message
 from storage import repo
 from storage.models import HelpRequest
@@ -45,9 +46,11 @@ async def render(s: AsyncSession, cfg: Config, req: HelpRequest, kind: str, chan
         return rq.group_card(view, locale)
     if kind == "nudge":
         return rq.nudge(view, locale)
+    if kind == "reminder":
+        return rq.reminder(view, locale) if view.status == rq.OPEN else rq.nudge(view, locale)
     if kind == "detail":
         owners = await repo.identities_of(s, [req.volunteer_id] if req.volunteer_id else [])
         if any(i.channel == channel and (i.chat_id or i.external_id) == chat_id for i in owners):
             return rq.details(view, locale)
-        return rq.Message(rq.t(locale, "detail.not_yours", number=req.number))
+        return Message(t(locale, "detail.not_yours", number=req.number))
     raise ValueError(f"unknown request message kind {kind!r}")

@@ -96,3 +96,18 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     finally:
         await _cleanup_redis(prefix)
         await conn.close()  # also releases the advisory lock
+
+
+@pytest.fixture
+async def sim(backend: Backend) -> AsyncIterator["Sim"]:
+    """A running bot on this backend, driven through the simulator API, with a frozen clock."""
+    from bot.clock import Clock
+    from tests.simclient import MONDAY_10AM_UTC, Sim, demo_config
+
+    cfg = demo_config(backend.database_url, backend.redis_url)
+    s = Sim(cfg, Clock(frozen_at=MONDAY_10AM_UTC), redis_prefix=backend.redis_prefix)
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.close()
