@@ -19,7 +19,7 @@ class Callback:
 def make(action: str, target: object, arg: object = "") -> str:
     """Encode a button's data; raises if it would not fit Telegram's 64-byte limit."""
     data = f"{VERSION}:{action}:{target}" + (f":{arg}" if arg != "" else "")
-    if len(data.encode()) > MAX_BYTES or not action.isalnum():
+    if len(data.encode()) > MAX_BYTES or not action.isalnum() or str(target) == "" or ":" in f"{target}{arg}":
         raise ValueError(f"callback data too long or malformed: {data!r}")
     return data
 

@@ -273,7 +273,7 @@ def check_phone(raw: str) -> tuple[str | None, str]:
     if not digits.isdigit():
         return None, "bad"
     if digits.startswith("1"):
-        return None, "short" if len(digits) < 11 else "long"
+        return None, "short" if len(digits) < 11 else "long" if len(digits) > 11 else "bad"
     return None, "bad"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from flows import callbacks
+from flows.i18n import t
 from handlers import presses, resident, staff, timers
 from handlers.context import Ctx
 from handlers.events import InboundEvent
@@ -40,7 +41,7 @@ async def _press(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[boo
     cb = callbacks.parse(ev.data)
     if cb is not None and cb.action == "i" and person is not None and ev.chat_type == "private":
         return True, await resident.converse(ctx, ev, person)  # an intake button
-    return True, None
+    return True, t(ctx.locale_of(person), "press.stale")  # foreign or outdated data: say so, never fail
 
 
 async def _group(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
