@@ -121,6 +121,14 @@ class RosterSlot(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted(cls, v: object) -> object:
+        # YAML reads an unquoted 9:00 as the number 540 (sexagesimal): insist on "HH:MM" strings
+        if not isinstance(v, str | time):
+            raise ValueError('write the time as "HH:MM" in quotes, e.g. "09:00" (unquoted 9:00 is read as a number)')
+        return v
+
     @model_validator(mode="after")
     def _order(self) -> RosterSlot:
         if self.end <= self.start:

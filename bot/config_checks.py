@@ -122,16 +122,8 @@ def _check_teams(cfg: Config) -> list[str]:
 
 
 def _check_slot(key: str, slot: RosterSlot, volunteers: set[str], members: set[str], team: str) -> list[str]:
-    """Roster volunteers must exist and belong to the team; times must have been written as text."""
+    """Roster volunteers must exist and belong to the team."""
     problems = []
-    for field, alias in (("start", "from"), ("end", "to")):
-        # YAML 1.1 reads an unquoted 9:00 as the number 540 (base 60), which pydantic then takes as
-        # 00:09 UTC; a time with a zone attached is the tell-tale sign, since "09:00" gives none.
-        if getattr(slot, field).tzinfo is not None:
-            problems.append(
-                f'{key}.{alias}: write the time as "HH:MM" in quotes, e.g. "09:00" '
-                "(unquoted 9:00 is read as a number)"
-            )
     for v in slot.volunteers:
         if v not in volunteers:
             problems.append(f"{key}.volunteers: unknown volunteer {v!r} (add it under people.volunteers)")

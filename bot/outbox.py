@@ -7,6 +7,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 from sqlalchemy import select, update
 
@@ -39,9 +40,9 @@ class _Row:
 
 def payload_message(payload: dict[str, object]) -> Message:
     """The Message stored in an outbox payload."""
-    rows = payload.get("buttons") or []
-    return Message(str(payload.get("text", "")),
-                   tuple(tuple(Button(b["text"], b["data"]) for b in row) for row in rows))  # type: ignore[index,union-attr]
+    rows = cast(list[list[dict[str, str]]], payload.get("buttons") or [])
+    buttons = tuple(tuple(Button(b["text"], b["data"]) for b in row) for row in rows)
+    return Message(str(payload.get("text", "")), buttons)
 
 
 class Outbox:

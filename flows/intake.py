@@ -42,9 +42,10 @@ class Result:
 
 def start(ctx: Context) -> Result:
     """Greet and offer the category menu."""
-    state = {"step": "category", "draft": asdict(Draft()), "back": [], "editing": False}
+    draft = asdict(Draft())
     if ctx.station_hint and ctx.catalog.station(ctx.station_hint):
-        state["draft"]["station"] = ctx.station_hint
+        draft["station"] = ctx.station_hint
+    state = {"step": "category", "draft": draft, "back": [], "editing": False}
     greeting = Message(t(ctx.locale, "intake.greeting", unit=ctx.greeting_unit))
     return Result(state, [greeting, _ask(state, ctx)])
 

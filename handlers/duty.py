@@ -25,7 +25,8 @@ def shift_end(cfg: Config, person_id: str, local_now: datetime) -> datetime:
     """When the current shift ends for this person: their slot's end, else any slot of their teams,
     else midnight."""
     day, clock = WEEKDAYS[local_now.weekday()], local_now.time()
-    ends_own, ends_any = [], []
+    ends_own: list[time] = []
+    ends_any: list[time] = []
     for team in cfg.teams:
         if person_id not in team.members:
             continue

@@ -153,9 +153,9 @@ async def cmd_stats(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str])
     for cat, status, n in (await ctx.s.execute(q)).all():
         counts.setdefault(cat, {})[status] = n
     lines = [t(loc, "coord.stats_head")]
-    for cat in ctx.catalog.categories:
-        c = counts.get(cat.id, {})
-        lines.append(t(loc, "coord.stats_line", category=cat.name(loc), total=sum(c.values()),
+    for category in ctx.catalog.categories:
+        c = counts.get(category.id, {})
+        lines.append(t(loc, "coord.stats_line", category=category.name(loc), total=sum(c.values()),
                        open=c.get(rq.OPEN, 0), done=c.get(rq.FINISHED, 0), cancelled=c.get(rq.CANCELLED, 0)))
     await _reply(ctx, ev, "\n".join(lines))
 

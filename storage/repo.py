@@ -4,10 +4,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -33,7 +34,13 @@ from storage.models import (
 
 def _insert(s: AsyncSession) -> Any:
     """The dialect's INSERT that supports ON CONFLICT."""
-    return postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert
+    return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+async def rowcount(s: AsyncSession, stmt: Any) -> int:
+    """Execute a write and return how many rows it touched (what conditional writes decide on)."""
+    res = cast(CursorResult[Any], await s.execute(stmt))
+    return int(res.rowcount)
 
 
 # ---- dedupe -------------------------------------------------------------------------------------
@@ -41,8 +48,7 @@ def _insert(s: AsyncSession) -> Any:
 async def mark_processed(s: AsyncSession, channel: str, event_id: str, now: datetime) -> bool:
     """Record an inbound event id; False if it was handled before."""
     stmt = _insert(s)(ProcessedEvent).values(channel=channel, event_id=event_id, at=now)
-    res = await s.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "event_id"]))
-    return bool(res.rowcount)
+    return await rowcount(s, stmt.on_conflict_do_nothing(index_elements=["channel", "event_id"])) == 1
 
 
 # ---- people -------------------------------------------------------------------------------------
@@ -169,8 +175,7 @@ async def transition(s: AsyncSession, request_id: int, frm: Iterable[str], to: s
             .where(HelpRequest.id == request_id, HelpRequest.status.in_(list(frm)))
             .values(status=to, **values)
             .execution_options(synchronize_session=False))
-    res = await s.execute(stmt)
-    return res.rowcount == 1
+    return await rowcount(s, stmt) == 1
 
 
 async def update_request(s: AsyncSession, request_id: int, **values: Any) -> None:
@@ -237,8 +242,7 @@ async def release_claims(s: AsyncSession, request_id: int, now: datetime) -> Non
 async def add_rating(s: AsyncSession, request_id: int, stars: int, now: datetime) -> bool:
     """Rate a request once; False if it was rated already."""
     stmt = _insert(s)(Rating).values(request_id=request_id, stars=stars, at=now)
-    res = await s.execute(stmt.on_conflict_do_nothing(index_elements=["request_id"]))
-    return bool(res.rowcount)
+    return await rowcount(s, stmt.on_conflict_do_nothing(index_elements=["request_id"])) == 1
 
 
 async def get_rating(s: AsyncSession, request_id: int) -> Rating | None:
@@ -343,9 +347,9 @@ async def due_timer_ids(s: AsyncSession, now: datetime, limit: int = 100) -> lis
 
 async def take_timer(s: AsyncSession, timer_id: int, now: datetime) -> Timer | None:
     """Mark a due timer fired (conditional write, so it fires once across workers); None if taken."""
-    res = await s.execute(update(Timer).where(Timer.id == timer_id, Timer.fired_at.is_(None),
-                                              Timer.cancelled.is_(False)).values(fired_at=now))
-    if res.rowcount != 1:
+    taken = await rowcount(s, update(Timer).where(Timer.id == timer_id, Timer.fired_at.is_(None),
+                                                  Timer.cancelled.is_(False)).values(fired_at=now))
+    if taken != 1:
         return None
     return await s.get(Timer, timer_id)
 

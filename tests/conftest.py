@@ -6,9 +6,13 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
+
+if TYPE_CHECKING:
+    from tests.simclient import Sim
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 
@@ -99,10 +103,10 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 @pytest.fixture
-async def sim(backend: Backend) -> AsyncIterator["Sim"]:
+async def sim(backend: Backend) -> AsyncIterator[Sim]:
     """A running bot on this backend, driven through the simulator API, with a frozen clock."""
     from bot.clock import Clock
-    from tests.simclient import MONDAY_10AM_UTC, Sim, demo_config
+    from tests.simclient import MONDAY_10AM_UTC, Sim, demo_config  # noqa: F811  (runtime import)
 
     cfg = demo_config(backend.database_url, backend.redis_url)
     s = Sim(cfg, Clock(frozen_at=MONDAY_10AM_UTC), redis_prefix=backend.redis_prefix)

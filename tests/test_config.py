@@ -290,12 +290,6 @@ def test_roster_unquoted_times_are_caught(shipped_data: dict[str, Any]) -> None:
     assert all('write the time as "HH:MM" in quotes' in line for line in lines)
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="RosterSlot._order compares an aware (from int) and a naive time; needs a before-validator on "
-    "RosterSlot.start/end in bot/config.py that rejects numbers",
-)
 def test_roster_one_unquoted_time_is_caught(shipped_data: dict[str, Any]) -> None:
     def unquoted(d: dict[str, Any]) -> None:
         team_by_id(d, "t-xingfu-elderly")["roster"][0]["from"] = 540  # `from: 9:00`, `to: "12:00"`

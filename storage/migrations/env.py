@@ -1,5 +1,6 @@
 """Alembic environment: runs migrations on an async engine for the configured URL."""
 import asyncio
+from typing import Any
 
 from alembic import context
 from sqlalchemy import event, pool
@@ -20,7 +21,7 @@ def _url() -> str:
     return url
 
 
-def _configure(**kwargs: object) -> None:
+def _configure(**kwargs: Any) -> None:
     url = _url()
     context.configure(
         target_metadata=target_metadata,

@@ -22,6 +22,7 @@ from flows.types import Message
 from handlers.events import InboundEvent
 from storage.db import Database
 from storage.models import GroupBinding, Identity, Person, SimMessage, Team, TeamMember
+from storage.repo import rowcount
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -81,10 +82,10 @@ class SimulatorChannel:
     async def edit(self, chat_id: str, message_id: str, msg: Message) -> None:
         """Replace a bot message in place."""
         async with self.db.transaction() as s:
-            res = await s.execute(update(SimMessage).where(SimMessage.id == int(message_id),
-                                                           SimMessage.chat_id == chat_id)
-                                  .values(text=msg.text, buttons=_buttons(msg), edited=True))
-            if res.rowcount != 1:
+            changed = await rowcount(s, update(SimMessage).where(SimMessage.id == int(message_id),
+                                                                 SimMessage.chat_id == chat_id)
+                                     .values(text=msg.text, buttons=_buttons(msg), edited=True))
+            if changed != 1:
                 raise PermanentSendError("no such message to edit")
 
     # ---- HTTP ----------------------------------------------------------------------------------------
