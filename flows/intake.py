@@ -15,6 +15,9 @@ from flows.when import is_past, parse_when
 STEPS = ("category", "service", "station", "for_whom", "when", "when_date", "address", "phone",
          "description", "summary")
 EDITABLE = ("category", "service", "station", "for_whom", "when", "address", "phone", "description")
+# draft field -> the step that asks for it, checked again before submitting
+REQUIRED = {"category": "category", "service": "service", "station": "station", "for_whom": "for_whom",
+            "when_kind": "when", "address": "address", "phone": "phone", "description": "description"}
 WEEKDAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -240,6 +243,10 @@ def _on_description(state: dict[str, Any], inp: UserInput, text: str, ctx: Conte
 def _on_summary(state: dict[str, Any], inp: UserInput, text: str, ctx: Context) -> Result:
     value = _choice(state, inp, text, ctx)
     if value == "confirm":
+        missing = next((step for f, step in REQUIRED.items() if not state["draft"].get(f)), None)
+        if missing is not None:  # e.g. the category was changed and its service never chosen
+            new = {**state, "step": missing, "editing": True}
+            return Result(new, [_ask(new, ctx)])
         return Result(None, [], submit=Draft(**state["draft"]))
     if value == "edit":
         new = {**state, "step": "edit", "back": [*state["back"], "summary"]}

@@ -96,6 +96,8 @@ def _find_time(text: str, period: str | None) -> time | None:
         tail = m[2] or ""
         quarters = {"半": 30, "一刻": 15, "三刻": 45}
         mi = quarters[tail] if tail in quarters else (cn_number(m[3]) or 0) if m[3] else 0
+    if not period and 1 <= h <= 6 and not m[0].startswith("0"):
+        h += 12  # "两点半" said without a part of the day means the afternoon, not 2:30 at night
     if period and h < 12:
         add = _PERIODS[period][1]
         if period == "中午" and h >= 11:

@@ -499,3 +499,16 @@ def test_english_cancel_and_period_without_time() -> None:
     run(chat, [("周二下午", ("OK, Tue 11/24 afternoon.", "address"))])
     res = chat.send("quit")
     assert res.cancelled and "Cancelled" in chat.reply
+
+
+def test_changed_category_must_get_a_service_before_submitting() -> None:
+    """Going back after changing the category cannot submit a request without a service."""
+    chat = Chat()
+    for answer in ("为老服务", "送餐助餐", "幸福社区", "我自己", "越快越好", "幸福路12号", "13812345678", "需要送饭"):
+        chat.send(answer)
+    assert chat.state is not None and chat.step_name == "summary"
+    state = dict(chat.state)
+    state["draft"] = {**state["draft"], "service": None}  # as left by 修改 → 类别 → 返回 …
+    chat.state = state
+    res = chat.send("确认提交")
+    assert res.submit is None and chat.state["step"] == "service"

@@ -320,3 +320,10 @@ def test_masked() -> None:
                                               (600, 3), (1000, 4), (1499, 4), (1500, 5), (10000, 5)])
 def test_star_level_with_default_thresholds(hours: float, level: int) -> None:
     assert rq.star_level(hours, RecognitionConfig().star_thresholds) == level
+
+
+def test_small_hours_without_part_of_day_mean_afternoon() -> None:
+    now = datetime(2026, 11, 22, 10, 0)
+    assert parse_when("两点半", now) == When(datetime(2026, 11, 22, 14, 30), True, None)
+    assert parse_when("凌晨两点", now) == When(datetime(2026, 11, 23, 2, 0), True, "凌晨")
+    assert parse_when("02:30", now) == When(datetime(2026, 11, 23, 2, 30), True, None)
