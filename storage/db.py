@@ -37,8 +37,17 @@ def alembic_config(url: str) -> Config:
 
 def upgrade_sync(url: str) -> None:
     """Migrate the database at `url` to the newest revision (blocking; not inside a running loop)."""
+    ensure_sqlite_dir(url)
     with _alembic_lock:
         command.upgrade(alembic_config(url), "head")
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the folder of a SQLite file (the default lives under data/, absent on a new checkout)."""
+    parsed = make_url(url)
+    db_file = parsed.database
+    if parsed.get_backend_name() == "sqlite" and db_file and db_file != ":memory:" and not db_file.startswith("file:"):
+        Path(db_file).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -64,9 +73,7 @@ class Database:
         parsed = make_url(url)
         self.engine: AsyncEngine
         if parsed.get_backend_name() == "sqlite":
-            db_file = parsed.database
-            if db_file and db_file != ":memory:" and not db_file.startswith("file:"):
-                Path(db_file).parent.mkdir(parents=True, exist_ok=True)
+            ensure_sqlite_dir(url)
             self.engine = create_async_engine(url)
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
