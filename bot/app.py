@@ -56,7 +56,8 @@ class App:
         await self.db.upgrade()
         await sync_config(self.db, self.cfg, self.clock.now(), self.cfg.simulator.enabled)
         if self.cfg.simulator.enabled:
-            self.channels["simulator"] = SimulatorChannel(self.db, self.clock, self.settle, self.advance)
+            self.channels["simulator"] = SimulatorChannel(self.db, self.clock, self.settle, self.advance,
+                                                          self.cfg.timezone, [t.id for t in self.cfg.teams])
         for channel in self.channels.values():
             self.web.add_routes(channel.routes())
             await channel.start(self.dispatcher.handle)

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--config", default=argparse.SUPPRESS, help="path to config.yaml")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     cfg = _load(args.config)
     if args.command == "check-config":
         print(f"{args.config}: OK ({len(cfg.teams)} teams, {len(cfg.stations())} stations, "

@@ -9,9 +9,10 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlalchemy import select, update
@@ -43,8 +44,11 @@ class SimulatorChannel:
     name = NAME
 
     def __init__(self, db: Database, clock: Clock, settle: Callable[[], Awaitable[None]],
-                 advance: Callable[[timedelta], Awaitable[None]]) -> None:
+                 advance: Callable[[timedelta], Awaitable[None]], timezone: str = "Asia/Shanghai",
+                 team_order: list[str] | None = None) -> None:
         self.db, self.clock, self.settle, self.advance = db, clock, settle, advance
+        self.tz = ZoneInfo(timezone)
+        self.team_order = team_order or []  # groups are listed as teams are in config
         self._dispatch: Dispatch | None = None
 
     # ---- Channel protocol --------------------------------------------------------------------------
@@ -100,13 +104,15 @@ class SimulatorChannel:
             members = (await s.execute(select(TeamMember.person_id, TeamMember.team_id))).all()
             groups = (await s.execute(select(GroupBinding.chat_id, Team.id, Team.name)
                                       .join(Team, Team.id == GroupBinding.team_id)
-                                      .where(GroupBinding.channel == NAME).order_by(Team.id))).all()
+                                      .where(GroupBinding.channel == NAME))).all()
         teams: dict[str, list[str]] = {}
         for pid, tid in members:
             teams.setdefault(pid, []).append(tid)
         out = [{"user_id": p.id, "name": p.name, "teams": sorted(teams.get(p.id, [])),
                 "roles": [r for r, on in (("coordinator", p.is_coordinator), ("volunteer", p.is_volunteer),
                                           ("resident", p.is_resident)) if on]} for p in people]
+        order = {tid: i for i, tid in enumerate(self.team_order)}  # as in config: stations first
+        groups = sorted(groups, key=lambda g: (order.get(g[1], len(order)), g[1]))
         return web.json_response({"people": out, "groups": [
             {"chat_id": c, "team_id": tid, "team_name": tname} for c, tid, tname in groups]})
 
@@ -198,7 +204,10 @@ class SimulatorChannel:
             if not 0 <= minutes <= 60 * 24 * 30:
                 raise BadRequest("'advance_minutes' must be between 0 and 43200")
             await self.advance(timedelta(minutes=minutes))
-        return web.json_response({"now": self.clock.now().isoformat(timespec="seconds") + "Z"})
+        now = self.clock.now()
+        local = now.replace(tzinfo=UTC).astimezone(self.tz).replace(tzinfo=None)
+        return web.json_response({"now": now.isoformat(timespec="seconds") + "Z",
+                                  "local": local.isoformat(timespec="seconds")})
 
 
 def _buttons(msg: Message) -> list[list[dict[str, str]]]:

@@ -1,4 +1,4 @@
-// 无为 chat simulator — three chat panes (resident / volunteer group / coordinator).
+// 五为 chat simulator — three chat panes (resident / volunteer group / coordinator).
 // Plain JS, no build step. Bot text is always inserted with textContent (never innerHTML).
 "use strict";
 
@@ -224,7 +224,7 @@ async function refreshPane(pane) {
 async function refreshClock() {
   try {
     const data = await api("GET", "/sim/api/clock");
-    showClock(data && data.now);
+    showClock(data && (data.local || data.now));
   } catch (e) { /* the panes already report connection problems */ }
 }
 
@@ -275,7 +275,7 @@ async function pressButton(pane, messageId, data, btn) {
 async function advanceClock(minutes) {
   try {
     const data = await api("POST", "/sim/api/clock", { advance_minutes: minutes });
-    showClock(data && data.now);
+    showClock(data && (data.local || data.now));
     toast(null, "已快进 " + (minutes >= 60 ? minutes / 60 + " 小时" : minutes + " 分钟"), false);
   } catch (e) {
     toast(null, e.message, true);
