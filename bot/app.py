@@ -40,9 +40,9 @@ class App:
     async def _kick(self, ids: list[int]) -> None:
         self.outbox.kick()
 
-    async def settle(self) -> None:
-        """Deliver everything due now (the simulator waits for this before answering)."""
-        await self.outbox.flush()
+    async def settle(self, ids: list[int] | None = None) -> None:
+        """Deliver everything due now, waiting for these outbox rows (the simulator answers after this)."""
+        await self.outbox.flush(ids)
 
     async def advance(self, delta: timedelta) -> None:
         """Move the clock forward, fire due timers, deliver what they caused."""

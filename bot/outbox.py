@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from bot.channels.base import Channel, PermanentSendError, RetryLater
 from bot.clock import Clock
@@ -83,9 +83,25 @@ class Outbox:
                 pass
             self._kick.clear()
 
-    async def flush(self, ids: list[int] | None = None) -> None:
-        """Deliver what is due now (callers that must wait for their messages use this)."""
-        await self.deliver_due()
+    async def flush(self, ids: list[int] | None = None, timeout: float = 30.0) -> None:
+        """Deliver what is due now and wait until these rows are no longer waiting, whichever worker
+        sends them (the simulator answers only after the messages an event caused are delivered)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            await self.deliver_due()
+            if not ids or not await self._still_due(ids):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("outbox rows still undelivered after %.0fs", timeout)
+                return
+            await asyncio.sleep(0.02)  # another worker holds the lease: let it finish
+
+    async def _still_due(self, ids: list[int]) -> bool:
+        now = self.clock.now()
+        async with self.db.transaction() as s:
+            q = select(OutboxMessage.id).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending",
+                                               OutboxMessage.next_attempt_at <= now).limit(1)
+            return (await s.execute(q)).first() is not None
 
     # ---- one pass ------------------------------------------------------------------------------------
     async def deliver_due(self) -> int:
@@ -115,7 +131,9 @@ class Outbox:
             ids = [r.id for rows in lanes.values() for r in rows]
             if not ids:
                 return OrderedDict()
-            stmt = (update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
+            # the lease is a conditional write: a row another worker leased meanwhile is not taken again
+            free = or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until <= now)
+            stmt = (update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending", free)
                     .values(lease_until=now + LEASE).returning(OutboxMessage.id))
             got = set((await s.execute(stmt)).scalars())
             out: OrderedDict[tuple[str, str], list[_Row]] = OrderedDict()

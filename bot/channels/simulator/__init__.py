@@ -43,7 +43,7 @@ class SimulatorChannel:
 
     name = NAME
 
-    def __init__(self, db: Database, clock: Clock, settle: Callable[[], Awaitable[None]],
+    def __init__(self, db: Database, clock: Clock, settle: Callable[[list[int]], Awaitable[None]],
                  advance: Callable[[timedelta], Awaitable[None]], timezone: str = "Asia/Shanghai",
                  team_order: list[str] | None = None) -> None:
         self.db, self.clock, self.settle, self.advance = db, clock, settle, advance
@@ -191,7 +191,7 @@ class SimulatorChannel:
     async def _handle(self, ev: InboundEvent) -> Any:
         assert self._dispatch is not None, "channel not started"
         handled = await self._dispatch(ev)
-        await self.settle()
+        await self.settle(handled.outbox_ids)
         return handled
 
     async def _clock(self, request: web.Request) -> web.Response:

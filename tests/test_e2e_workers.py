@@ -1,0 +1,34 @@
+"""Two worker processes' worth of bot on one database: every message delivered once, one claimer."""
+from __future__ import annotations
+
+import asyncio
+
+from bot.clock import Clock
+from tests.conftest import Backend
+from tests.simclient import MONDAY_10AM_UTC, Sim, demo_config
+
+
+async def test_two_workers_share_the_work_without_doubling(backend: Backend) -> None:
+    cfg = demo_config(backend.database_url, backend.redis_url)
+    clock = Clock(frozen_at=MONDAY_10AM_UTC)
+    a = await Sim(cfg, clock, redis_prefix=backend.redis_prefix).start()
+    b = await Sim(cfg, clock, redis_prefix=backend.redis_prefix).start()
+    try:
+        numbers = await asyncio.gather(*(
+            (a if i % 2 else b).ask_for_help(f"r-w{i}", "为老服务", "送餐助餐", "幸福社区") for i in range(6)))
+        assert len(set(numbers)) == 6
+        await asyncio.gather(a.app.outbox.flush(), b.app.outbox.flush())  # type: ignore[union-attr]
+        cards = await a.bot_texts("grp-xingfu-elderly")
+        for n in numbers:
+            assert sum(n in c for c in cards) == 1, (n, cards)  # posted once, whichever worker sent it
+        # presses on the same card arrive at both workers at once: one winner
+        message_id, data = await a.find_button("grp-xingfu-elderly", "接单", contains=numbers[0])
+        answers = await asyncio.gather(a.press_data("grp-xingfu-elderly", "v-liming", message_id, data),
+                                       b.press_data("grp-xingfu-elderly", "v-zhangwei", message_id, data))
+        assert sum("接单成功" in (x or "") for x in answers) == 1, answers
+        for resident in (f"r-w{i}" for i in range(6)):
+            texts = await b.bot_texts(resident)
+            assert sum("已提交" in t for t in texts) == 1
+    finally:
+        await a.close()
+        await b.close()
