@@ -202,3 +202,26 @@ async def test_psychological_request_and_crisis_words(sim: Sim) -> None:
     assert "12356" in reply and "110" in reply
     alerts = [t for t in await sim.bot_texts("c-zhao") if "紧急" in t]
     assert alerts and "不想活" in alerts[-1]
+
+
+async def test_volunteer_corrects_hours_within_bounds(sim: Sim) -> None:
+    await sim.ask_for_help("r-hours", "为老服务", "打扫卫生", "幸福社区")
+    await sim.press("grp-xingfu-elderly", "v-liming", "接单")
+    await sim.press("v-liming", "v-liming", "完成服务")
+    assert "0.5 小时" in await sim.last("v-liming")  # finished at once: the minimum
+    await sim.press("v-liming", "v-liming", "修改时长")
+    await sim.say("v-liming", "100")
+    assert "0.5 到 12" in await sim.last("v-liming")
+    await sim.say("v-liming", "2.5")
+    assert "已记录 2.5 小时" in await sim.last("v-liming")
+    await sim.say("v-liming", "/hours")
+    assert "累计时长：2.5 小时" in await sim.last("v-liming")
+
+
+async def test_english_on_request(sim: Sim) -> None:
+    await sim.say("r-en", "/lang en")
+    assert "English" in await sim.last("r-en")
+    await sim.say("r-en", "hello")
+    texts = await sim.bot_texts("r-en")
+    assert "What kind of help" in texts[-1] or "help" in texts[-1].lower()
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in texts[-1].split("\n")[0])
