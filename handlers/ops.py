@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
+
 from flows import requests as rq
 from flows.i18n import t
 from flows.types import Draft, Message
@@ -51,20 +53,23 @@ async def dispatch(ctx: Ctx, req: HelpRequest, team_id: str, reason: str) -> Non
     on = await duty.on_duty(ctx, team_id)
     for person in on:
         await ctx.post_to(person, req.id, "nudge")
-    timings = ctx.cfg.timings
-    await repo.cancel_timers(ctx.s, req.id, ["remind", "escalate"])
-    await repo.add_timer(ctx.s, ctx.now + timedelta(minutes=timings.remind_after_minutes), "remind", req.id,
-                         team=team_id)
-    await repo.add_timer(ctx.s, ctx.now + timedelta(minutes=timings.escalate_after_minutes), "escalate",
-                         req.id, team=team_id)
+    await schedule_waiting_timers(ctx, req.id, team_id)
     if not on:
         await escalate(ctx, req, team_id, why="nobody_on_duty")
 
 
+async def schedule_waiting_timers(ctx: Ctx, req_id: int, team_id: str) -> None:
+    """(Re)start the reminder and escalation clocks of an open request."""
+    timings = ctx.cfg.timings
+    await repo.cancel_timers(ctx.s, req_id, ["remind", "escalate"])
+    await repo.add_timer(ctx.s, ctx.now + timedelta(minutes=timings.remind_after_minutes), "remind", req_id,
+                         team=team_id)
+    await repo.add_timer(ctx.s, ctx.now + timedelta(minutes=timings.escalate_after_minutes), "escalate",
+                         req_id, team=team_id)
+
+
 async def group_bindings(ctx: Ctx, team_id: str) -> list[GroupBinding]:
     """The group chats (any channel) bound to a team."""
-    from sqlalchemy import select
-
     q = select(GroupBinding).where(GroupBinding.team_id == team_id).order_by(GroupBinding.channel)
     return list((await ctx.s.execute(q)).scalars())
 
@@ -139,11 +144,7 @@ async def release(ctx: Ctx, req: HelpRequest, volunteer: Person) -> bool:
     for person in await duty.on_duty(ctx, req.team_id):
         if person.id != volunteer.id:
             await ctx.post_to(person, req.id, "nudge")
-    timings = ctx.cfg.timings
-    await repo.add_timer(ctx.s, ctx.now + timedelta(minutes=timings.remind_after_minutes), "remind", req.id,
-                         team=req.team_id)
-    await repo.add_timer(ctx.s, ctx.now + timedelta(minutes=timings.escalate_after_minutes), "escalate",
-                         req.id, team=req.team_id)
+    await schedule_waiting_timers(ctx, req.id, req.team_id)
     return True
 
 
@@ -218,8 +219,3 @@ async def cancel(ctx: Ctx, req: HelpRequest, actor: Person) -> bool:
 def resident_state_key(channel: str, chat_id: str, user_id: str) -> str:
     """The conversation-state key of a person in a chat."""
     return f"{channel}:{chat_id}:{user_id}"
-
-
-def later(ctx: Ctx, minutes: int) -> datetime:
-    """Now plus some minutes (UTC)."""
-    return ctx.now + timedelta(minutes=minutes)

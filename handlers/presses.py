@@ -48,31 +48,17 @@ def _own(person: Person | None, req: HelpRequest) -> bool:
     return person is not None and req.volunteer_id == person.id
 
 
-async def _start(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
-                 cb: callbacks.Callback) -> str:
-    loc = ctx.locale_of(person)
-    if not _own(person, req):
-        return t(loc, "press.not_yours")
-    assert person is not None
-    return t(loc, "press.started") if await ops.start(ctx, req, person) else t(loc, "press.too_late")
+def _claimer_action(op: Callable[[Ctx, HelpRequest, Person], Awaitable[bool]], done_key: str) -> PressHandler:
+    """A press only the claimer may make (出发, 完成服务, 退回): run `op`, answer with `done_key`."""
 
+    async def handler(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
+                      cb: callbacks.Callback) -> str:
+        loc = ctx.locale_of(person)
+        if person is None or req.volunteer_id != person.id:
+            return t(loc, "press.not_yours")
+        return t(loc, done_key) if await op(ctx, req, person) else t(loc, "press.too_late")
 
-async def _finish(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
-                  cb: callbacks.Callback) -> str:
-    loc = ctx.locale_of(person)
-    if not _own(person, req):
-        return t(loc, "press.not_yours")
-    assert person is not None
-    return t(loc, "press.finished") if await ops.finish(ctx, req, person) else t(loc, "press.too_late")
-
-
-async def _release(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
-                   cb: callbacks.Callback) -> str:
-    loc = ctx.locale_of(person)
-    if not _own(person, req):
-        return t(loc, "press.not_yours")
-    assert person is not None
-    return t(loc, "press.released") if await ops.release(ctx, req, person) else t(loc, "press.too_late")
+    return handler
 
 
 async def _cancel(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
@@ -147,6 +133,8 @@ async def _hours_set(ctx: Ctx, ev: InboundEvent, person: Person | None, req: Hel
 
 
 _ACTIONS: dict[str, PressHandler] = {
-    "claim": _claim, "start": _start, "finish": _finish, "release": _release, "cancel": _cancel,
+    "claim": _claim, "start": _claimer_action(ops.start, "press.started"),
+    "finish": _claimer_action(ops.finish, "press.finished"), "release": _claimer_action(ops.release, "press.released"),
+    "cancel": _cancel,
     "rate": _rate, "nocomment": _no_comment, "hoursok": _hours_ok, "hourset": _hours_set,
 }

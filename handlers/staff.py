@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy import func, select
+
 from flows import requests as rq
 from flows.i18n import norm_locale, t, words
 from flows.types import Message
@@ -11,7 +13,7 @@ from handlers.context import Ctx
 from handlers.events import InboundEvent
 from handlers.views import view_of
 from storage import repo
-from storage.models import Person
+from storage.models import HelpRequest, Person
 
 Command = Callable[[Ctx, InboundEvent, Person, list[str]], Awaitable[None]]
 
@@ -142,10 +144,6 @@ async def cmd_roster(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]
 
 async def cmd_stats(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) -> None:
     """/stats: requests by category and status."""
-    from sqlalchemy import func, select
-
-    from storage.models import HelpRequest
-
     loc = ctx.locale_of(person)
     q = select(HelpRequest.category, HelpRequest.status, func.count()).group_by(HelpRequest.category,
                                                                                HelpRequest.status)

@@ -149,6 +149,12 @@ async def test_coordinator_assigns_by_command(sim: Sim) -> None:
     assert "不能派单" in await sim.last("c-zhao")
     await sim.say("v-liming", f"/assign {number} 李明")
     assert "只有专管员" in await sim.last("v-liming")
+    await sim.say("c-zhao", "/stats")
+    assert "为老服务：1 / 0 / 0 / 0" in await sim.last("c-zhao")
+    await sim.say("v-wangfang", "我的任务")
+    assert "13812345678" in await sim.last("v-wangfang")
+    await sim.say("v-liming", "/tasks")
+    assert "没有进行中" in await sim.last("v-liming")
 
 
 async def test_timers_remind_then_escalate(sim: Sim) -> None:
