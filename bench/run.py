@@ -293,6 +293,7 @@ class IntakeResult:
     residents: int
     concurrency: int
     wall: float
+    cpu: float  # CPU seconds of this process (client + bot, all threads) / wall seconds
     per_kind: dict[str, Dist]
 
     @property
@@ -309,9 +310,9 @@ async def bench_intake(backend: Backend, sizes: Sizes) -> IntakeResult:
             async with gate:
                 return await sim.ask_for_help(f"r-bench{i:03d}", category, service, community)
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         numbers = await asyncio.gather(*(one(i) for i in range(sizes.residents)))
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         calls = list(sim.calls)
         if len(set(numbers)) != sizes.residents:
             raise BenchError(f"intake: {sizes.residents} residents got {len(set(numbers))} distinct numbers")
@@ -320,7 +321,7 @@ async def bench_intake(backend: Backend, sizes: Sizes) -> IntakeResult:
             raise BenchError(f"intake: {sizes.residents} residents submitted, {stored} requests stored")
     per_kind = {k: Dist.of([c.seconds for c in calls if c.kind == k]) for k in ("send", "press", "read")}
     per_kind["all"] = Dist.of([c.seconds for c in calls])
-    return IntakeResult(sizes.residents, sizes.concurrency, wall, per_kind)
+    return IntakeResult(sizes.residents, sizes.concurrency, wall, cpu / wall, per_kind)
 
 
 @dataclass
@@ -329,30 +330,34 @@ class RaceResult:
     racers: int
     race: Dist  # first press sent → all answers received
     press: Dist  # each single press, all rounds
+    cpu: float  # CPU seconds of this process / wall seconds, during the races
 
 
 async def bench_race(backend: Backend, sizes: Sizes) -> RaceResult:
     races: list[float] = []
     presses: list[float] = []
+    cpu = wall = 0.0
     async with bot(backend, _add_crowd) as sim:
         for i in range(sizes.race_rounds):
             number = await sim.ask_for_help(f"r-race{i:02d}", "为老服务", "陪同就医", "幸福社区")
             message_id, data = await sim.find_button(RACE_GROUP, "接单", contains=number)
-            mark = len(sim.calls)
+            mark, t0, c0 = len(sim.calls), time.perf_counter(), time.process_time()
             answers = await asyncio.gather(*(sim.press_data(RACE_GROUP, v, message_id, data) for v in CROWD))
+            wall, cpu = wall + time.perf_counter() - t0, cpu + time.process_time() - c0
             calls = [c for c in sim.calls[mark:] if c.kind == "press"]
             races.append(max(c.end for c in calls) - min(c.start for c in calls))
             presses += [c.seconds for c in calls]
             winners = [v for v, a in zip(CROWD, answers, strict=True) if a and "接单成功" in a]
             losers = [a for a in answers if a and "已经有人接了" in a]
             if len(winners) != 1 or len(losers) != len(CROWD) - 1:
-                odd = sorted({a or "(no answer)" for a in answers if not (a and ("接单成功" in a or "已经有人接了" in a))})
+                known = ("接单成功", "已经有人接了")
+                odd = sorted({a or "(no answer)" for a in answers if not (a and any(k in a for k in known))})
                 raise BenchError(f"claim race {i + 1} on {number}: {len(winners)} winners {winners}, "
                                  f"{len(losers)} told 'taken', other answers: {odd}")
         claims = await count(sim.cfg.storage.database_url, Claim)
         if claims != sizes.race_rounds:
             raise BenchError(f"claim race: {sizes.race_rounds} races left {claims} claims in the database")
-    return RaceResult(sizes.race_rounds, len(CROWD), Dist.of(races), Dist.of(presses))
+    return RaceResult(sizes.race_rounds, len(CROWD), Dist.of(races), Dist.of(presses), cpu / wall)
 
 
 @dataclass
@@ -361,6 +366,7 @@ class LoopResult:
     wall: float
     loop: Dist
     claim: Dist  # the uncontended 接单 press of each loop: the baseline for the race
+    cpu: float
     calls_per_loop: float
 
     @property
@@ -377,7 +383,7 @@ async def bench_loop(backend: Backend, sizes: Sizes) -> LoopResult:
     times: list[float] = []
     claims: list[float] = []
     async with bot(backend) as sim:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for i in range(sizes.loops):
             category, service, community, group, volunteer = CASES[i % len(CASES)]
             resident = f"r-loop{i:02d}"
@@ -390,12 +396,12 @@ async def bench_loop(backend: Backend, sizes: Sizes) -> LoopResult:
             _expect("完成服务", await sim.press(volunteer, volunteer, "完成服务", contains=number), "")
             _expect("打分", await sim.press(resident, resident, "⭐⭐⭐⭐⭐"), "5")
             times.append(time.perf_counter() - t0)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         calls = len(sim.calls)
         rated = await count(sim.cfg.storage.database_url, Rating)
         if rated != sizes.loops:
             raise BenchError(f"full loop: {sizes.loops} loops left {rated} ratings in the database")
-    return LoopResult(sizes.loops, wall, Dist.of(times), Dist.of(claims), calls / sizes.loops)
+    return LoopResult(sizes.loops, wall, Dist.of(times), Dist.of(claims), cpu / wall, calls / sizes.loops)
 
 
 @dataclass
@@ -428,7 +434,7 @@ def results_table(r: BackendResult) -> str:
     i, c, lp = r.intake, r.race, r.loop
     rows = [
         ("intake", f"{i.residents} residents, {i.concurrency} at a time", "throughput",
-         f"**{i.rate:.2f} requests/s** ({i.wall:.2f} s wall)"),
+         f"**{i.rate:.2f} requests/s** ({i.wall:.2f} s wall, process CPU {i.cpu:.0%} of wall)"),
     ]
     labels = {"send": "typed message (POST /send)", "press": "button press (POST /press)",
               "read": "read chat (GET /messages)", "all": "every HTTP call"}
@@ -439,12 +445,12 @@ def results_table(r: BackendResult) -> str:
     rows += [
         ("claim race", f"{c.racers} presses at once x {c.rounds}, 1 winner each (verified)",
          "first press sent → all answered, p50 / p95 / max",
-         f"**{_ms(c.race.p50)} / {_ms(c.race.p95)} / {_ms(c.race.max)} ms**"),
+         f"**{_ms(c.race.p50)} / {_ms(c.race.p95)} / {_ms(c.race.max)} ms** (process CPU {c.cpu:.0%} of wall)"),
         ("claim race", f"single press, n={c.press.n}", "latency p50 / p95 / max",
          f"{_ms(c.press.p50)} / {_ms(c.press.p95)} / {_ms(c.press.max)} ms"),
         ("full loop", f"{lp.loops} x intake→claim→start→finish→rate, sequential, "
                       f"{lp.calls_per_loop:.0f} HTTP calls each", "throughput",
-         f"**{lp.rate:.2f} loops/s** ({lp.wall:.2f} s wall)"),
+         f"**{lp.rate:.2f} loops/s** ({lp.wall:.2f} s wall, process CPU {lp.cpu:.0%} of wall)"),
         ("full loop", "one loop", "duration p50 / max", f"{_ms(lp.loop.p50)} / {_ms(lp.loop.max)} ms"),
         ("full loop", f"uncontended 接单 press, n={lp.claim.n}", "latency p50 / max",
          f"{_ms(lp.claim.p50)} / {_ms(lp.claim.max)} ms"),
@@ -495,6 +501,10 @@ def _git() -> str:
     return head + (" plus uncommitted changes in the working tree" if dirty else "")
 
 
+def load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def machine(pg_versions: tuple[str, str] | None) -> list[tuple[str, str]]:
     return [
         ("CPUs (`nproc`)", str(len(os.sched_getaffinity(0)))),
@@ -511,36 +521,51 @@ def machine(pg_versions: tuple[str, str] | None) -> list[tuple[str, str]]:
 
 
 INTERPRETATION = """\
-How to read these numbers, and where the time goes (from the code and a cProfile run, `--profile`):
+Where the time goes (from the code, SQLAlchemy engine events counting transactions and statements,
+and cProfile runs with `--profile` when this page was first written):
 
-* **Client and server share one process, one event loop and, on this machine, two cores.** The
-  aiohttp client, the aiohttp server, SQLAlchemy and the drivers all run on the same loop, so the
-  latencies include the client's own CPU time and every number is a lower bound on what a real
-  deployment (separate processes, real network) would do per worker. They are for comparing
-  versions of this code on this machine, not for capacity planning.
-* **Every POST answers only after the bot's messages are delivered.** The simulator calls
-  `App.settle()` → `Outbox.deliver_due()` before replying, and `deliver_due` runs under one
-  per-process `asyncio.Lock` (`_pass_lock`): concurrent requests queue behind each other's delivery
-  pass. A press or a typed message is therefore one handler transaction plus one outbox pass
-  (a lease transaction, then per outbound message an insert into the simulator's chat log and a
-  status update, and for request cards a render, a ledger row and a re-render).
-* **SQLite serialises every transaction in-process.** `storage.db.Database.transaction()` takes a
-  single `asyncio.Lock` for *every* transaction on SQLite (reads included) and starts it with
-  `BEGIN IMMEDIATE`. Concurrency therefore buys no parallelism on SQLite: 5 concurrent residents
-  or 50 simultaneous presses run one transaction at a time, which is why the 50-way race on SQLite
-  costs roughly 50 × (one press) and per-call tail latency grows with concurrency. It is also why
-  SQLite cannot lose the race: the conditional `UPDATE … WHERE status = 'open'` runs strictly one
-  after another.
-* **PostgreSQL runs transactions in parallel but pays for round trips.** Each statement is a
-  network round trip to the server (plus `pool_pre_ping` on checkout), and the per-conversation
-  lock is a Redis lock (two more round trips per event). On a 2-core machine where PostgreSQL,
-  Redis and the bot compete for the same cores, that overhead is not always repaid by the
-  parallelism; the claim race is where parallelism matters most, and exactly-one-winner is
-  guaranteed there by the single conditional `UPDATE` (row lock), not by the Redis lock, which is
-  per person.
-* **Reads of a chat get slower as the chat grows.** `GET /sim/api/chats/{id}/messages` returns the
-  whole chat and `Sim.find_button` / `Sim.last` read it on every press, so team group chats that
-  collect every card make later calls slower; this is a cost of the simulator and its test client,
+* **The bot is CPU-bound in Python, not waiting on the database.** Client and bot share one process
+  and one event loop, and that process is busy for most of the wall time ("process CPU … of wall"
+  above). In a cProfile of a whole run, SQLAlchemy (statement compilation, cache keys, ORM state)
+  was the biggest block of own time (about a third), then the event loop and sockets, the drivers
+  and aiohttp; the project's own functions were a few percent. Every number here includes the
+  client's CPU time too, so treat them as a relative measure for comparing versions of this code on
+  this machine, not as capacity.
+* **One event is many small transactions.** Every POST answers only after the bot's messages are
+  delivered (`SimulatorChannel._handle` → `App.settle()` → `Outbox.deliver_due()`). A winning
+  接单 press costs about 20 transactions and 50 statements: the handler's one, then the outbox's
+  lease, and for each copy of the request's messages (group card, nudges, detail) a render
+  transaction (`Outbox._render`), an edit (`SimulatorChannel.edit`) and a status update
+  (`Outbox._finish`) — `Outbox._deliver_refresh` is the heaviest path. A losing press is only 4–5
+  transactions and 6 statements, yet still takes 15–20 ms: the fixed cost per HTTP call and per
+  transaction (aiohttp, session set-up, pool checkout, SQLAlchemy) dominates, not SQL. Each POST
+  also runs the outbox pass twice, once from `settle()` → `Outbox.flush()` and once from the
+  background loop woken by `Outbox.kick()`, and `flush()` then checks its own rows went out
+  (`Outbox._still_due`, one more transaction); `deliver_due` holds a per-process `asyncio.Lock`
+  (`_pass_lock`), so concurrent requests queue behind each other's delivery.
+* **SQLite serialises every transaction in-process.** `storage.db.Database.transaction()` takes one
+  `asyncio.Lock` for *every* transaction on SQLite (reads included) and opens it with
+  `BEGIN IMMEDIATE`; aiosqlite adds a thread hop per statement. Concurrency buys no parallelism on
+  SQLite: 5 concurrent residents or 50 simultaneous presses run one transaction at a time, so tail
+  latency grows with concurrency.
+* **The claim race is serial on both backends.** With one CPU-bound bot process, the 50 presses are
+  handled essentially one after another; the race costs about 50 × a losing press, and each racer
+  waits nearly the whole race for its toast. PostgreSQL could run the transactions in parallel, but
+  a single Python process cannot feed it; that needs several worker processes (which is what the
+  Redis locks and the outbox leases are for). Exactly one winner is decided by the single
+  conditional `UPDATE … WHERE status = 'open'` in `storage.repo.transition`, not by a lock (the
+  Redis/asyncio lock is per person and chat).
+* **The two backends are close, and which one wins changes from run to run.** SQLite pays the
+  in-process lock and an aiosqlite thread hop per statement; PostgreSQL pays a network round trip
+  per statement, two Redis round trips per event for the per-conversation lock and `pool_pre_ping`
+  on checkout, with the PostgreSQL server and Redis competing with the bot for the same 2 cores.
+  Under concurrency neither pulls ahead, because the single bot process is the bottleneck. In five
+  full runs while writing this page the full loop went from PostgreSQL 1.4× faster to SQLite 1.1×
+  faster, and single numbers moved by 20–30 % between runs: differences below ~30 % are noise on
+  this shared machine (see the load averages above).
+* **Reading a chat gets slower as the chat grows.** `GET /sim/api/chats/{id}/messages` returns the
+  whole chat, and `Sim.find_button` / `Sim.last` read it for every press, so team group chats that
+  collect every card make later calls slower. That is a cost of the simulator and its test client,
   not of a real channel.
 """
 
@@ -563,7 +588,7 @@ def _observations(results: list[BackendResult]) -> list[str]:
 
 
 def write_docs(results: list[BackendResult], skipped: dict[str, str], sizes: Sizes, quick: bool,
-               pg_versions: tuple[str, str] | None, argv: list[str], when: datetime) -> None:
+               pg_versions: tuple[str, str] | None, argv: list[str], when: datetime, loads: tuple[str, str]) -> None:
     cmd = " ".join([COMMAND, *argv])
     lines = [
         "# Benchmarks",
@@ -603,6 +628,8 @@ def write_docs(results: list[BackendResult], skipped: dict[str, str], sizes: Siz
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in machine(pg_versions)],
         f"| date | {when:%Y-%m-%d %H:%M %Z} |",
+        f"| load average (1, 5, 15 min) | before the run {loads[0]}; after {loads[1]} (other people's jobs share "
+        "this machine) |",
         f"| run | `{cmd}`{' (quick sizes)' if quick else ''} |",
         "",
         "## Results",
@@ -629,6 +656,7 @@ async def amain(args: argparse.Namespace) -> int:
     skipped: dict[str, str] = {}
     pg_versions: tuple[str, str] | None = None
     when = datetime.now().astimezone()
+    load_before = load()
     start = time.perf_counter()
     for name in wanted:
         backend: Backend
@@ -658,7 +686,7 @@ async def amain(args: argparse.Namespace) -> int:
         print(f"* {o}")
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
     if not args.no_docs:
-        write_docs(results, skipped, sizes, args.quick, pg_versions, args.argv, when)
+        write_docs(results, skipped, sizes, args.quick, pg_versions, args.argv, when, (load_before, load()))
         print(f"wrote {DOCS.relative_to(ROOT)}")
     return 0
 
