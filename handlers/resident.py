@@ -75,6 +75,9 @@ async def converse(ctx: Ctx, ev: InboundEvent, person: Person) -> str | None:
     if text.lower() in words("kw.mine"):
         await show_requests(ctx, ev, person)
         return None
+    if text.lower() in words("kw.cancel") or text.lower() == "/cancel":
+        await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "intake.nothing_to_cancel")))
+        return None
     await _start_intake(ctx, ev, person, key)
     return None
 

@@ -179,7 +179,8 @@ VOLUNTEER = {"/on": cmd_on, "/off": cmd_off, "/hours": cmd_hours, "/tasks": cmd_
 COORDINATOR = {"/open": cmd_open, "/assign": cmd_assign, "/history": cmd_history, "/roster": cmd_roster,
                "/stats": cmd_stats}
 EVERYONE = {"/help": cmd_help, "/lang": cmd_lang}
-KEYWORDS = {"kw.on_duty": "/on", "kw.off_duty": "/off", "kw.hours": "/hours", "kw.tasks": "/tasks"}
+KEYWORDS = {"kw.on_duty": "/on", "kw.off_duty": "/off", "kw.hours": "/hours", "kw.tasks": "/tasks",
+            "kw.help": "/help"}
 
 
 def parse(text: str) -> tuple[str, list[str]] | None:

@@ -231,3 +231,14 @@ async def test_english_on_request(sim: Sim) -> None:
     texts = await sim.bot_texts("r-en")
     assert "What kind of help" in texts[-1] or "help" in texts[-1].lower()
     assert not any("\u4e00" <= ch <= "\u9fff" for ch in texts[-1].split("\n")[0])
+
+
+async def test_help_and_cancel_outside_a_form(sim: Sim) -> None:
+    await sim.say("r-help", "帮助")
+    assert "求助" in await sim.last("r-help") and "我的求助" in await sim.last("r-help")
+    await sim.say("r-help", "取消")
+    assert "没有正在填写" in await sim.last("r-help")
+    await sim.say("v-liming", "帮助")
+    assert "值班" in await sim.last("v-liming")
+    await sim.say("c-zhao", "/help")
+    assert "/assign" in await sim.last("c-zhao")
