@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from bot.clock import Clock
 from bot.dispatcher import Dispatcher
@@ -11,6 +12,7 @@ from storage import repo
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+DEDUPE_KEEP = timedelta(days=7)
 
 
 class Scheduler:
@@ -35,9 +37,15 @@ class Scheduler:
         while True:
             try:
                 await self.fire_due()
+                await self.prune()
             except Exception:
                 log.exception("scheduler pass failed; retrying")
             await asyncio.sleep(self.tick)
+
+    async def prune(self) -> None:
+        """Drop dedupe ids past every platform's redelivery window (Telegram keeps updates 24 h)."""
+        async with self.db.transaction() as s:
+            await repo.prune_processed(s, self.clock.now() - DEDUPE_KEEP)
 
     async def fire_due(self) -> int:
         """Fire every timer due now, each as its own event; returns how many fired."""

@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable
 
 from flows import callbacks
 from flows.i18n import t
-from handlers import presses, resident, staff, timers
+from handlers import ops, presses, resident, staff, timers
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from storage import repo
@@ -55,7 +55,7 @@ async def _group(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[boo
 async def _command(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
     if person is None or not ev.text:
         return False, None
-    state = await repo.get_state(ctx.s, resident_key(ev))
+    state = await repo.get_state(ctx.s, ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id))
     if state is not None and state.flow == "intake" and not ev.text.startswith("/"):
         return False, None  # in the middle of a form, words are answers
     if ev.text.strip().lower() in ("/cancel", "/start"):
@@ -66,7 +66,7 @@ async def _command(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[b
 async def _hours(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
     if person is None or not person.is_volunteer:
         return False, None
-    state = await repo.get_state(ctx.s, resident_key(ev))
+    state = await repo.get_state(ctx.s, ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id))
     if state is None or state.flow != "hours":
         return False, None
     await staff.on_hours_text(ctx, ev, person, state.data)
@@ -79,12 +79,7 @@ async def _conversation(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tu
     return True, await resident.converse(ctx, ev, person)
 
 
-def resident_key(ev: InboundEvent) -> str:
-    """The conversation-state key of the speaker in this chat."""
-    return f"{ev.channel}:{ev.chat_id}:{ev.user_id}"
-
-
-HANDLERS: list[Handler] = [_timer, _press, _group, _hours, _command, _conversation]
+HANDLERS: list[Handler] = [_timer, _press, _group, _command, _hours, _conversation]
 
 
 async def route(ctx: Ctx, ev: InboundEvent) -> str | None:

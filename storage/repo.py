@@ -51,6 +51,11 @@ async def mark_processed(s: AsyncSession, channel: str, event_id: str, now: date
     return await rowcount(s, stmt.on_conflict_do_nothing(index_elements=["channel", "event_id"])) == 1
 
 
+async def prune_processed(s: AsyncSession, before: datetime) -> int:
+    """Forget event ids older than any platform redelivers (keeps the dedupe table small)."""
+    return await rowcount(s, delete(ProcessedEvent).where(ProcessedEvent.at < before))
+
+
 # ---- people -------------------------------------------------------------------------------------
 
 async def get_person(s: AsyncSession, person_id: str) -> Person | None:

@@ -212,3 +212,20 @@ async def test_make_locks_picks_backend() -> None:
     shared = make_locks("redis://127.0.0.1:6379/0", prefix="p:")  # connects lazily
     assert isinstance(shared, RedisLocks) and shared.prefix == "p:"
     await shared.aclose()
+
+
+async def test_dedupe_marks_once_and_prunes_old_ids(db: Database) -> None:
+    from datetime import timedelta
+
+    from storage import repo
+
+    now = utcnow()
+    async with db.transaction() as s:
+        assert await repo.mark_processed(s, "simulator", "e1", now - timedelta(days=8))
+        assert await repo.mark_processed(s, "simulator", "e2", now)
+    async with db.transaction() as s:
+        assert not await repo.mark_processed(s, "simulator", "e2", now)
+        assert await repo.mark_processed(s, "telegram", "e2", now)  # ids are per channel
+        assert await repo.prune_processed(s, now - timedelta(days=7)) == 1
+    async with db.transaction() as s:
+        assert await repo.mark_processed(s, "simulator", "e1", now)  # forgotten, so new again
