@@ -192,9 +192,9 @@ async def test_local_locks_forget_idle_keys() -> None:
     assert locks._entries == {}
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # Redis comes with the postgres backend
 async def test_redis_lock_of_dead_holder_expires(backend: Backend) -> None:
-    if backend.redis_url is None:
-        pytest.skip("Redis is only used with the postgres backend")
+    assert backend.redis_url is not None
     client = make_redis(backend.redis_url)
     try:
         dead = client.lock(backend.redis_prefix + "k", timeout=1)
