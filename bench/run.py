@@ -45,7 +45,7 @@ from sqlalchemy.engine import make_url
 from bot.clock import Clock
 from storage.db import Database
 from storage.models import Claim, HelpRequest, Rating
-from tests.simclient import MONDAY_10AM_UTC, Sim, demo_config
+from tests.simclient import CROWD, MONDAY_10AM_UTC, Sim, add_crowd, delete_redis_keys, demo_config
 
 # Same defaults and advisory lock as tests/conftest.py, so a benchmark never resets the schema under
 # a running test (and vice versa): whoever comes second waits.
@@ -65,7 +65,6 @@ CASES = [
     ("困难帮扶", "生活帮扶", "光明社区", "grp-guangming-hardship", "v-zhaolei"),
 ]
 RACE_GROUP = "grp-xingfu-elderly"
-CROWD = [f"v-bench{i:02d}" for i in range(50)]
 
 
 @dataclass
@@ -231,13 +230,7 @@ class PostgresBackend(Backend):
         await self._clean_redis()
 
     async def _clean_redis(self) -> None:
-        client = aioredis.Redis.from_url(REDIS_URL)
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{self.redis_prefix}*")]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
+        await delete_redis_keys(REDIS_URL, self.redis_prefix)
 
     async def close(self) -> None:
         try:
@@ -253,13 +246,6 @@ class PostgresBackend(Backend):
         finally:
             await client.aclose()
         return str(pg), str(info.get("redis_version", "?"))
-
-
-def _add_crowd(data: dict[str, Any]) -> None:
-    """50 more trained volunteers in 幸福社区's elderly team (as tests/test_e2e_robust.py does)."""
-    data["people"]["volunteers"] += [{"id": v, "name": f"志愿者{v[-2:]}", "trained": True} for v in CROWD]
-    team = next(t for t in data["teams"] if t["id"] == "t-xingfu-elderly")
-    team["members"] += CROWD
 
 
 @contextlib.asynccontextmanager
@@ -337,7 +323,7 @@ async def bench_race(backend: Backend, sizes: Sizes) -> RaceResult:
     races: list[float] = []
     presses: list[float] = []
     cpu = wall = 0.0
-    async with bot(backend, _add_crowd) as sim:
+    async with bot(backend, add_crowd) as sim:
         for i in range(sizes.race_rounds):
             number = await sim.ask_for_help(f"r-race{i:02d}", "为老服务", "陪同就医", "幸福社区")
             message_id, data = await sim.find_button(RACE_GROUP, "接单", contains=number)

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 
+from tests.simclient import delete_redis_keys
+
 PG_URL = os.environ.get("WUWEI_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("WUWEI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CHECK_TIMEOUT = 2.0
@@ -72,16 +74,6 @@ def _require(failed: str) -> None:
     )
 
 
-async def _cleanup_redis(prefix: str) -> None:
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     """A fresh, empty database (not migrated) on each backend."""
@@ -98,7 +90,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
         yield Backend("postgres", PG_URL, REDIS_URL, prefix)
     finally:
-        await _cleanup_redis(prefix)
+        await delete_redis_keys(REDIS_URL, prefix)
         await conn.close()  # also releases the advisory lock
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 import yaml
 
 from bot.app import App
@@ -17,6 +18,25 @@ from bot.config import Config, parse_config
 
 # Monday 2026-11-23 10:00 in Asia/Shanghai: station rosters are on duty.
 MONDAY_10AM_UTC = datetime(2026, 11, 23, 2, 0)
+CROWD = [f"v-crowd{i:02d}" for i in range(50)]
+
+
+def add_crowd(data: dict[str, Any]) -> None:
+    """Config change: 50 more trained volunteers in 幸福社区's elderly team (for claim races)."""
+    data["people"]["volunteers"] += [{"id": v, "name": f"志愿者{v[-2:]}", "trained": True} for v in CROWD]
+    team = next(t for t in data["teams"] if t["id"] == "t-xingfu-elderly")
+    team["members"] += CROWD
+
+
+async def delete_redis_keys(url: str, prefix: str) -> None:
+    """Delete one run's Redis keys (never FLUSHDB: other runs may share the server)."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 def demo_config(database_url: str, redis_url: str | None,

@@ -10,16 +10,7 @@ from bot.clock import Clock
 from storage.db import Database
 from storage.models import Claim, HelpRequest
 from tests.conftest import Backend
-from tests.simclient import MONDAY_10AM_UTC, Sim, demo_config
-
-CROWD = [f"v-crowd{i:02d}" for i in range(50)]
-
-
-def _add_crowd(data: dict[str, Any]) -> None:
-    """50 more trained volunteers in 幸福社区's elderly team."""
-    data["people"]["volunteers"] += [{"id": v, "name": f"志愿者{v[-2:]}", "trained": True} for v in CROWD]
-    team = next(t for t in data["teams"] if t["id"] == "t-xingfu-elderly")
-    team["members"] += CROWD
+from tests.simclient import CROWD, MONDAY_10AM_UTC, Sim, add_crowd, demo_config
 
 
 async def _count(url: str, model: Any) -> int:
@@ -32,7 +23,7 @@ async def _count(url: str, model: Any) -> int:
 
 
 async def test_fifty_volunteers_press_at_once_one_wins(backend: Backend) -> None:
-    cfg = demo_config(backend.database_url, backend.redis_url, _add_crowd)
+    cfg = demo_config(backend.database_url, backend.redis_url, add_crowd)
     sim = await Sim(cfg, Clock(frozen_at=MONDAY_10AM_UTC), redis_prefix=backend.redis_prefix).start()
     try:
         number = await sim.ask_for_help("r-race", "为老服务", "陪同就医", "幸福社区")
