@@ -4,16 +4,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-
 from flows import requests as rq
 from flows.i18n import t
 from flows.types import Draft, Message
 from handlers import duty
-from handlers.context import Ctx
+from handlers.context import Ctx, MessageBuilder
 from handlers.views import view_of
 from storage import repo
-from storage.models import GroupBinding, HelpRequest, Person
+from storage.models import HelpRequest, Person
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ async def dispatch(ctx: Ctx, req: HelpRequest, team_id: str, reason: str) -> Non
     await repo.add_route(ctx.s, req.id, team_id, reason, ctx.now)
     if reason != "dispatch":
         await repo.add_history(ctx.s, req.id, None, reason, ctx.now, team=team_id)
-    for binding in await group_bindings(ctx, team_id):
+    for binding in await repo.group_bindings(ctx.s, team_id):
         await ctx.post(binding.channel, binding.chat_id, req.id, "group_card")
     on = await duty.on_duty(ctx, team_id)
     for person in on:
@@ -68,12 +66,6 @@ async def schedule_waiting_timers(ctx: Ctx, req_id: int, team_id: str) -> None:
                          req_id, team=team_id)
 
 
-async def group_bindings(ctx: Ctx, team_id: str) -> list[GroupBinding]:
-    """The group chats (any channel) bound to a team."""
-    q = select(GroupBinding).where(GroupBinding.team_id == team_id).order_by(GroupBinding.channel)
-    return list((await ctx.s.execute(q)).scalars())
-
-
 async def escalate(ctx: Ctx, req: HelpRequest, from_team: str, why: str) -> None:
     """Post to the parent level's team and tell the coordinators."""
     team = ctx.cfg.team(from_team)
@@ -86,19 +78,27 @@ async def escalate(ctx: Ctx, req: HelpRequest, from_team: str, why: str) -> None
         req.team_id, req.escalation_level = parent.id, req.escalation_level + 1
         await notify_coordinators(ctx, lambda loc: Message(t(loc, f"coord.escalated_{why}", number=req.number,
                                   service=view.service, community=view.community, team=parent.name,
-                                  from_team=team.name if team else from_team)))
+                                  from_team=team.name if team else from_team)), req.station_id)
         await ctx.refresh(req.id)
         await dispatch(ctx, req, parent.id, "escalate")
     else:
         await repo.add_history(ctx.s, req.id, None, "stuck", ctx.now, why=why)
         await notify_coordinators(ctx, lambda loc: Message(t(loc, f"coord.stuck_{why}", number=req.number,
-                                  service=view.service, community=view.community)))
+                                  service=view.service, community=view.community)), req.station_id)
 
 
-async def notify_coordinators(ctx: Ctx, build: object) -> None:
-    """Send a message to every coordinator."""
-    for person in await repo.coordinators(ctx.s):
-        await ctx.say_to(person, build)  # type: ignore[arg-type]
+async def notify_coordinators(ctx: Ctx, build: MessageBuilder, station_id: str | None = None) -> None:
+    """Tell the coordinators in charge of a station (its own, its institute's, the center's); all of
+    them when none is configured along that chain or no station is given."""
+    everyone = await repo.coordinators(ctx.s)
+    chain: set[str] = set()
+    unit = station_id
+    while unit is not None:
+        chain.add(unit)
+        unit = ctx.cfg.parent_unit(unit)
+    in_charge = [p for p in everyone if p.unit in chain]
+    for person in in_charge or everyone:
+        await ctx.say_to(person, build)
 
 
 async def can_claim(ctx: Ctx, req: HelpRequest, person: Person | None) -> str | None:

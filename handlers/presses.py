@@ -97,7 +97,7 @@ async def rate(ctx: Ctx, ev: InboundEvent, person: Person, req: HelpRequest, sta
     if stars <= 2:
         volunteer = await repo.get_person(ctx.s, req.volunteer_id) if req.volunteer_id else None
         await ops.notify_coordinators(ctx, lambda lc: Message(t(lc, "coord.low_rating", number=req.number,
-                                      stars=stars, volunteer=volunteer.name if volunteer else "-")))
+                                      stars=stars, volunteer=volunteer.name if volunteer else "-")), req.station_id)
     return t(loc, "rating.recorded", stars=stars)
 
 

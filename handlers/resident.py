@@ -125,7 +125,7 @@ async def _rating_text(ctx: Ctx, ev: InboundEvent, person: Person, key: str, flo
         rating = await repo.get_rating(ctx.s, req.id)
         if rating and rating.stars <= 2:
             await ops.notify_coordinators(ctx, lambda lc: Message(t(lc, "coord.low_rating_comment",
-                                          number=req.number, comment=text[:500])))
+                                          number=req.number, comment=text[:500])), req.station_id)
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "rating.bye")))
     return True
 

@@ -35,7 +35,7 @@ async def _remind(ctx: Ctx, req: HelpRequest, timer: Timer) -> None:
     await repo.add_history(ctx.s, req.id, None, "reminded", ctx.now, team=team_id)
     for person in await duty.on_duty(ctx, team_id):
         await ctx.post_to(person, req.id, "reminder")
-    for binding in await ops.group_bindings(ctx, team_id):
+    for binding in await repo.group_bindings(ctx.s, team_id):
         await ctx.post(binding.channel, binding.chat_id, req.id, "reminder")
     log.info("reminded team %s about request %s", team_id, req.id)
 

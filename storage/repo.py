@@ -16,6 +16,7 @@ from storage.models import (
     ConversationState,
     Counter,
     DutyOverride,
+    GroupBinding,
     HelpRequest,
     Identity,
     LedgerEntry,
@@ -119,6 +120,12 @@ async def find_volunteer(s: AsyncSession, key: str) -> Person | None:
     """A volunteer by id or exact name."""
     q = select(Person).where(Person.is_volunteer.is_(True), (Person.id == key) | (Person.name == key))
     return (await s.execute(q.limit(1))).scalar_one_or_none()
+
+
+async def group_bindings(s: AsyncSession, team_id: str) -> list[GroupBinding]:
+    """The group chats (any channel) bound to a team."""
+    q = select(GroupBinding).where(GroupBinding.team_id == team_id).order_by(GroupBinding.channel)
+    return list((await s.execute(q)).scalars())
 
 
 # ---- conversation state ---------------------------------------------------------------------------

@@ -73,6 +73,10 @@ async def test_low_rating_alerts_coordinators(sim: Sim) -> None:
     await sim.press("r-low", "r-low", "⭐⭐")
     alert = await sim.last("c-zhao")
     assert "差评" in alert and number in alert and "2 星" in alert
+    # the coordinators in charge of 幸福社区 (station, institute, center) hear of it; 和平镇's do not
+    for coordinator in ("c-chu", "c-qian"):
+        assert number in await sim.last(coordinator)
+    assert not any(number in t for t in await sim.bot_texts("c-feng"))
     await sim.say("r-low", "来得太晚了")
     assert "来得太晚了" in await sim.last("c-zhao")
     # a good rating alerts nobody
