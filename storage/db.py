@@ -74,11 +74,11 @@ class Database:
         self.engine: AsyncEngine
         if parsed.get_backend_name() == "sqlite":
             ensure_sqlite_dir(url)
-            self.engine = create_async_engine(url)
+            self.engine = create_async_engine(url, hide_parameters=True)  # no personal data in errors
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
         else:
-            self.engine = create_async_engine(url, pool_pre_ping=True)
+            self.engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has a single writer: queue writers here rather than spin on "database is locked".
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None

@@ -1,6 +1,8 @@
 """The five-order loop end to end through the simulator API, on SQLite and on PostgreSQL + Redis."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.simclient import Sim
@@ -246,3 +248,13 @@ async def test_help_and_cancel_outside_a_form(sim: Sim) -> None:
     assert "值班" in await sim.last("v-liming")
     await sim.say("c-zhao", "/help")
     assert "/assign" in await sim.last("c-zhao")
+
+
+async def test_logs_carry_no_personal_data(sim: Sim, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    await sim.ask_for_help("r-log", "为老服务", "陪同就医", "幸福社区", name="刘奶奶")
+    await sim.press("grp-xingfu-elderly", "v-liming", "接单")
+    await sim.say("r-log2", "我不想活了")  # a crisis is logged (as an event), never its words
+    await sim.press("v-liming", "v-liming", "完成服务")
+    for secret in ("13812345678", "幸福路12号", "刘奶奶", "腿脚不便", "不想活"):
+        assert secret not in caplog.text
