@@ -1,6 +1,7 @@
 """A help request's lifecycle (派单 → 接单 → 服务 → 评单) and how it is shown (see requests.mmd)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from flows import callbacks
@@ -140,6 +141,11 @@ def hours_prompt(v: RequestView, hours: float, locale: str) -> Message:
     return Message(t(locale, "hours.ask", number=v.number, hours=fmt_hours(hours)),
                    ((Button(t(locale, "hours.ok"), callbacks.make("hoursok", v.id)),
                      Button(t(locale, "hours.change"), callbacks.make("hourset", v.id))),))
+
+
+def half_hours(hours: float) -> float:
+    """Round to the nearest half hour, halves up (75 minutes are 1.5 h, not 1 h)."""
+    return math.floor(hours * 2 + 0.5) / 2
 
 
 def fmt_hours(h: float) -> str:

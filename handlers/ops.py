@@ -162,7 +162,7 @@ async def start(ctx: Ctx, req: HelpRequest, volunteer: Person) -> bool:
 def default_hours(ctx: Ctx, req: HelpRequest) -> float:
     """Hours from start (or claim) to now, rounded to half hours, within sane bounds."""
     begin = req.started_at or req.claimed_at or ctx.now
-    hours = round((ctx.now - begin).total_seconds() / 1800) / 2
+    hours = rq.half_hours((ctx.now - begin).total_seconds() / 3600)
     return min(max(hours, 0.5), ctx.cfg.timings.hours_max)
 
 

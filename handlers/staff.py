@@ -229,7 +229,7 @@ async def on_hours_text(ctx: Ctx, ev: InboundEvent, person: Person, data: dict[s
         return
     text = (ev.text or "").strip().replace("小时", "").replace("h", "")
     try:
-        hours = round(float(text) * 2) / 2
+        hours = rq.half_hours(float(text))
     except ValueError:
         hours = -1
     limit = ctx.cfg.timings.hours_max

@@ -327,3 +327,10 @@ def test_small_hours_without_part_of_day_mean_afternoon() -> None:
     assert parse_when("两点半", now) == When(datetime(2026, 11, 22, 14, 30), True, None)
     assert parse_when("凌晨两点", now) == When(datetime(2026, 11, 23, 2, 0), True, "凌晨")
     assert parse_when("02:30", now) == When(datetime(2026, 11, 23, 2, 30), True, None)
+
+
+def test_half_hours_round_halves_up() -> None:
+    assert rq.half_hours(1.25) == 1.5  # 75 minutes
+    assert rq.half_hours(1.24) == 1.0
+    assert rq.half_hours(0.75) == 1.0
+    assert rq.half_hours(2.0) == 2.0
