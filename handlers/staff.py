@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import func, select
-
 from flows import requests as rq
 from flows.i18n import norm_locale, t, words
 from flows.types import Message
@@ -13,7 +11,7 @@ from handlers.context import Ctx
 from handlers.events import InboundEvent
 from handlers.views import view_of
 from storage import repo
-from storage.models import HelpRequest, Person
+from storage.models import Person
 
 Command = Callable[[Ctx, InboundEvent, Person, list[str]], Awaitable[None]]
 
@@ -145,11 +143,7 @@ async def cmd_roster(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]
 async def cmd_stats(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) -> None:
     """/stats: requests by category and status."""
     loc = ctx.locale_of(person)
-    q = select(HelpRequest.category, HelpRequest.status, func.count()).group_by(HelpRequest.category,
-                                                                               HelpRequest.status)
-    counts: dict[str, dict[str, int]] = {}
-    for cat, status, n in (await ctx.s.execute(q)).all():
-        counts.setdefault(cat, {})[status] = n
+    counts = await repo.request_counts(ctx.s)
     lines = [t(loc, "coord.stats_head")]
     for category in ctx.catalog.categories:
         c = counts.get(category.id, {})

@@ -233,6 +233,16 @@ async def requests_with_status(s: AsyncSession, statuses: Iterable[str], limit: 
     return list((await s.execute(q)).scalars())
 
 
+async def request_counts(s: AsyncSession) -> dict[str, dict[str, int]]:
+    """Number of requests by category, then by status."""
+    q = select(HelpRequest.category, HelpRequest.status, func.count()).group_by(HelpRequest.category,
+                                                                               HelpRequest.status)
+    counts: dict[str, dict[str, int]] = {}
+    for category, status, n in (await s.execute(q)).all():
+        counts.setdefault(category, {})[status] = int(n)
+    return counts
+
+
 async def tasks_of(s: AsyncSession, volunteer_id: str) -> list[HelpRequest]:
     """A volunteer's claimed or started requests."""
     q = select(HelpRequest).where(HelpRequest.volunteer_id == volunteer_id,
