@@ -39,13 +39,19 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from bot.clock import Clock
-from storage.db import Database
 from storage.models import Claim, HelpRequest, Rating
-from tests.simclient import CROWD, MONDAY_10AM_UTC, Sim, add_crowd, delete_redis_keys, demo_config
+from tests.simclient import (
+    CROWD,
+    MONDAY_10AM_UTC,
+    Sim,
+    add_crowd,
+    count_rows,
+    delete_redis_keys,
+    demo_config,
+)
 
 # Same defaults and advisory lock as tests/conftest.py, so a benchmark never resets the schema under
 # a running test (and vice versa): whoever comes second waits.
@@ -263,15 +269,6 @@ async def bot(backend: Backend, mutate: Callable[[dict[str, Any]], None] | None 
         await sim.close()  # also checks that no group chat shows a phone or an address
 
 
-async def count(url: str, model: Any) -> int:
-    db = Database(url)
-    try:
-        async with db.transaction() as s:
-            return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
-    finally:
-        await db.dispose()
-
-
 # ---- scenarios ---------------------------------------------------------------------------------------
 
 @dataclass
@@ -302,7 +299,7 @@ async def bench_intake(backend: Backend, sizes: Sizes) -> IntakeResult:
         calls = list(sim.calls)
         if len(set(numbers)) != sizes.residents:
             raise BenchError(f"intake: {sizes.residents} residents got {len(set(numbers))} distinct numbers")
-        stored = await count(sim.cfg.storage.database_url, HelpRequest)
+        stored = await count_rows(sim.cfg.storage.database_url, HelpRequest)
         if stored != sizes.residents:
             raise BenchError(f"intake: {sizes.residents} residents submitted, {stored} requests stored")
     per_kind = {k: Dist.of([c.seconds for c in calls if c.kind == k]) for k in ("send", "press", "read")}
@@ -340,7 +337,7 @@ async def bench_race(backend: Backend, sizes: Sizes) -> RaceResult:
                 odd = sorted({a or "(no answer)" for a in answers if not (a and any(k in a for k in known))})
                 raise BenchError(f"claim race {i + 1} on {number}: {len(winners)} winners {winners}, "
                                  f"{len(losers)} told 'taken', other answers: {odd}")
-        claims = await count(sim.cfg.storage.database_url, Claim)
+        claims = await count_rows(sim.cfg.storage.database_url, Claim)
         if claims != sizes.race_rounds:
             raise BenchError(f"claim race: {sizes.race_rounds} races left {claims} claims in the database")
     return RaceResult(sizes.race_rounds, len(CROWD), Dist.of(races), Dist.of(presses), cpu / wall)
@@ -384,7 +381,7 @@ async def bench_loop(backend: Backend, sizes: Sizes) -> LoopResult:
             times.append(time.perf_counter() - t0)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         calls = len(sim.calls)
-        rated = await count(sim.cfg.storage.database_url, Rating)
+        rated = await count_rows(sim.cfg.storage.database_url, Rating)
         if rated != sizes.loops:
             raise BenchError(f"full loop: {sizes.loops} loops left {rated} ratings in the database")
     return LoopResult(sizes.loops, wall, Dist.of(times), Dist.of(claims), cpu / wall, calls / sizes.loops)

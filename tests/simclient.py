@@ -11,10 +11,12 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 import yaml
+from sqlalchemy import func, select
 
 from bot.app import App
 from bot.clock import Clock
 from bot.config import Config, parse_config
+from storage.db import Database
 
 # Monday 2026-11-23 10:00 in Asia/Shanghai: station rosters are on duty.
 MONDAY_10AM_UTC = datetime(2026, 11, 23, 2, 0)
@@ -26,6 +28,16 @@ def add_crowd(data: dict[str, Any]) -> None:
     data["people"]["volunteers"] += [{"id": v, "name": f"志愿者{v[-2:]}", "trained": True} for v in CROWD]
     team = next(t for t in data["teams"] if t["id"] == "t-xingfu-elderly")
     team["members"] += CROWD
+
+
+async def count_rows(url: str, model: Any) -> int:
+    """How many rows a table has (read through a fresh connection, as an operator would)."""
+    db = Database(url)
+    try:
+        async with db.transaction() as s:
+            return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
+    finally:
+        await db.dispose()
 
 
 async def delete_redis_keys(url: str, prefix: str) -> None:

@@ -214,6 +214,9 @@ async def test_psychological_request_and_crisis_words(sim: Sim) -> None:
     assert "12356" in reply and "110" in reply
     alerts = [t for t in await sim.bot_texts("c-zhao") if "紧急" in t]
     assert alerts and "不想活" in alerts[-1]
+    # the counsellor on duty (Monday) hears of it too, the one off duty does not
+    on_duty = {v: any("紧急" in t for t in await sim.bot_texts(v)) for v in ("v-sunli", "v-tangyu")}
+    assert sorted(on_duty.values()) == [False, True], on_duty
 
 
 async def test_volunteer_corrects_hours_within_bounds(sim: Sim) -> None:

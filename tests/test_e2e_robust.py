@@ -2,24 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
 from bot.clock import Clock
-from storage.db import Database
 from storage.models import Claim, HelpRequest
 from tests.conftest import Backend
-from tests.simclient import CROWD, MONDAY_10AM_UTC, Sim, add_crowd, demo_config
-
-
-async def _count(url: str, model: Any) -> int:
-    db = Database(url)
-    try:
-        async with db.transaction() as s:
-            return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
-    finally:
-        await db.dispose()
+from tests.simclient import CROWD, MONDAY_10AM_UTC, Sim, add_crowd, count_rows, demo_config
 
 
 async def test_fifty_volunteers_press_at_once_one_wins(backend: Backend) -> None:
@@ -40,7 +29,7 @@ async def test_fifty_volunteers_press_at_once_one_wins(backend: Backend) -> None
         for v in CROWD:
             seen += sum("13812345678" in t for t in await sim.bot_texts(v))
         assert seen == 1
-        assert await _count(backend.database_url, Claim) == 1
+        assert await count_rows(backend.database_url, Claim) == 1
     finally:
         await sim.close()
 
@@ -59,7 +48,7 @@ async def test_same_event_twice_creates_one_request(sim: Sim) -> None:
     again = await sim.post("/sim/api/press", {"chat_id": resident, "user_id": resident, "message_id": message_id,
                                               "data": data, "event_id": "evt-42"})
     assert first["duplicate"] is False and again["duplicate"] is True
-    assert await _count(sim.cfg.storage.database_url, HelpRequest) == 1
+    assert await count_rows(sim.cfg.storage.database_url, HelpRequest) == 1
     assert sum("已提交" in t for t in await sim.bot_texts(resident)) == 1
     # a typed message delivered twice is handled once
     await sim.send(resident, resident, "我的求助", event_id="evt-43")
@@ -182,3 +171,22 @@ async def test_many_residents_at_once(sim: Sim) -> None:
     cards = await sim.bot_texts("grp-xingfu-elderly")
     assert all(any(n in c for c in cards) for n in numbers)
 
+
+
+async def test_background_loops_fire_timers_without_being_asked(backend: Backend) -> None:
+    """The scheduler's own loop (not the simulator's clock endpoint) fires due timers and delivers."""
+    def fast_tick(data: dict[str, Any]) -> None:
+        data["timings"]["tick_seconds"] = 0.05
+
+    sim = await Sim(demo_config(backend.database_url, backend.redis_url, fast_tick),
+                    Clock(frozen_at=MONDAY_10AM_UTC), redis_prefix=backend.redis_prefix).start()
+    try:
+        await sim.ask_for_help("r-bg", "为老服务", "送餐助餐", "幸福社区")
+        sim.clock.advance(timedelta(minutes=31))  # time passes; nobody calls the clock API
+        for _ in range(200):
+            if "还没有人接" in await sim.last("grp-xingfu-elderly"):
+                break
+            await asyncio.sleep(0.05)
+        assert "还没有人接" in await sim.last("grp-xingfu-elderly")
+    finally:
+        await sim.close()
