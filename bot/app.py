@@ -13,6 +13,7 @@ from bot.clock import Clock
 from bot.config import Config, redact_url
 from bot.dispatcher import Dispatcher
 from bot.outbox import Outbox
+from bot.ratelimit import make_rate_limiter
 from bot.scheduler import Scheduler
 from bot.seed import sync_config
 from storage.db import Database
@@ -29,9 +30,13 @@ class App:
         self.clock = clock or Clock()
         self.db = Database(cfg.storage.database_url)
         self.locks = make_locks(cfg.storage.redis_url, prefix=redis_prefix + "lock:")
+        self.redis_prefix = redis_prefix
+        # one limiter for every channel: shared through Redis when several workers send
+        self.limiter = make_rate_limiter(cfg.storage.redis_url, self.clock, prefix=redis_prefix + "rate:")
         self.channels: dict[str, Channel] = {}
         self.outbox = Outbox(cfg, self.db, self.channels, self.clock)
         self.dispatcher = Dispatcher(cfg, self.db, self.locks, self.clock, on_outbox=self._kick)
+        self.outbox.on_card_failed = self.dispatcher.card_undeliverable
         self.scheduler = Scheduler(self.db, self.dispatcher, self.clock, cfg.timings.tick_seconds)
         self.web = web.Application(client_max_size=1024 * 1024)
         self._runner: web.AppRunner | None = None
@@ -58,6 +63,20 @@ class App:
         if self.cfg.simulator.enabled:
             self.channels["simulator"] = SimulatorChannel(self.db, self.clock, self.settle, self.advance,
                                                           self.cfg.timezone, [t.id for t in self.cfg.teams])
+        if self.cfg.channels.wecom.enabled:  # the corp app ("wecom") and 微信客服 ("wecom_kf")
+            from bot.channels.wecom import build_channels
+
+            for wecom in build_channels(self.cfg, self.db, self.clock, self.limiter, self.outbox.kick):
+                self.channels[wecom.name] = wecom
+        if self.cfg.channels.wecom.aibot.enabled:  # the smart robot in volunteer groups ("wecom_bot")
+            from bot.channels.wecom_bot import WecomBotChannel
+
+            self.channels["wecom_bot"] = WecomBotChannel(self.cfg, self.db, self.clock, self.limiter, self.settle)
+        if self.cfg.channels.telegram.enabled:
+            from bot.channels.telegram import TelegramChannel
+
+            self.channels["telegram"] = TelegramChannel(self.cfg.channels.telegram, self.db, self.clock,
+                                                        self.limiter, self.cfg.locale, self.outbox.kick)
         for channel in self.channels.values():
             self.web.add_routes(channel.routes())
             await channel.start(self.dispatcher.handle)
@@ -83,7 +102,8 @@ class App:
             await channel.stop()
         if self._runner:
             await self._runner.cleanup()
-        aclose = getattr(self.locks, "aclose", None)
-        if aclose:
-            await aclose()
+        for resource in (self.locks, self.limiter):
+            aclose = getattr(resource, "aclose", None)
+            if aclose:
+                await aclose()
         await self.db.dispose()

@@ -18,6 +18,7 @@ _MAX_KNOWN = 12
 def check_config(cfg: Config) -> None:
     """Raise ValueError listing every cross-reference problem in `cfg`, one `key.path: problem` per line."""
     problems = _check_ids(cfg) + _check_teams(cfg) + _check_routing(cfg) + _check_people(cfg)
+    problems += _check_channels(cfg)
     # Coverage is only meaningful once references are sound; otherwise a typo in one team's unit
     # would also show up as "no team serves it" for every station, burying the real cause.
     if not problems:
@@ -209,4 +210,20 @@ def _check_coverage(cfg: Config) -> list[str]:
                     f"categories[{cat.id}]: no team serves it for station {st.id} "
                     "(add a team at the station, its institute or the center)"
                 )
+    return problems
+
+
+def _check_channels(cfg: Config) -> list[str]:
+    """Channel settings that name teams or people must name real ones, each corp member once."""
+    team_ids = [t.id for t in cfg.teams]
+    problems = [f"channels.wecom.aibot.fallback_teams: unknown team {tid!r} (known: {_known(team_ids)})"
+                for tid in cfg.channels.wecom.aibot.fallback_teams if tid not in team_ids]
+    owner: dict[str, str] = {}
+    people = [("volunteers", p.id, p.wecom_userid) for p in cfg.people.volunteers]
+    people += [("coordinators", p.id, p.wecom_userid) for p in cfg.people.coordinators]
+    for kind, pid, userid in people:
+        if userid is None:
+            continue
+        if owner.setdefault(userid, pid) != pid:
+            problems.append(f"people.{kind}[{pid}].wecom_userid: {userid!r} is already {owner[userid]}'s")
     return problems

@@ -66,3 +66,16 @@ class Dispatcher:
                 await self.on_outbox(ctx.outbox_ids)
         except Exception:
             log.exception("could not even queue an apology on %s", ev.channel)
+
+    async def card_undeliverable(self, request_id: int, ledger_kind: str, channel: str, chat_id: str) -> None:
+        """The outbox gave up on a request card: let the handlers react (fall back, tell coordinators)."""
+        from handlers import ops
+
+        try:
+            async with self.db.transaction() as session:
+                ctx = self._ctx(session)
+                await ops.card_undeliverable(ctx, request_id, ledger_kind, channel, chat_id)
+            if ctx.outbox_ids and self.on_outbox is not None:
+                await self.on_outbox(ctx.outbox_ids)
+        except Exception:
+            log.exception("reacting to an undeliverable card on %s failed", channel)

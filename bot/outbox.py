@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.channels.base import Channel, PermanentSendError, RetryLater
+from bot.channels.base import Channel, PermanentSendError, RetryLater, WaitForInbound
 from bot.clock import Clock
 from bot.config import Config
-from flows.i18n import norm_locale
+from flows.i18n import norm_locale, t
 from flows.types import Button, Message
+from handlers.context import message_payload
 from handlers.views import render
 from storage import repo
 from storage.db import Database
@@ -38,11 +41,19 @@ class _Row:
     attempts: int
 
 
+async def release_held(s: AsyncSession, channel: str, chat_id: str, now: datetime) -> int:
+    """A person wrote again: their held rows (WaitForInbound) become due, in their original order."""
+    stmt = (update(OutboxMessage).where(OutboxMessage.channel == channel, OutboxMessage.chat_id == chat_id,
+                                        OutboxMessage.status == "held")
+            .values(status="pending", next_attempt_at=now, lease_until=None, error=None))
+    return await repo.rowcount(s, stmt)
+
+
 def payload_message(payload: dict[str, object]) -> Message:
     """The Message stored in an outbox payload."""
     rows = cast(list[list[dict[str, str]]], payload.get("buttons") or [])
     buttons = tuple(tuple(Button(b["text"], b["data"]) for b in row) for row in rows)
-    return Message(str(payload.get("text", "")), buttons)
+    return Message(str(payload.get("text", "")), buttons, str(payload.get("phone_button") or ""))
 
 
 class Outbox:
@@ -55,6 +66,9 @@ class Outbox:
         self._pass_lock = asyncio.Lock()
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # called when a request card is given up on (refused for good, or out of attempts): the app wires
+        # it to Dispatcher.card_undeliverable (e.g. a WeCom group card falls back to 1:1 app cards)
+        self.on_card_failed: Callable[[int, str, str, str], Awaitable[None]] | None = None
 
     # ---- loop ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -175,9 +189,15 @@ class Outbox:
         except RetryLater as exc:
             await self._retry(row, exc.delay, count=False, error="rate limited")
             return False
+        except WaitForInbound:
+            await self._finish(row.id, "held", "held until the person writes again")
+            return True  # later rows of this chat are tried too: each is held or sent on its own
         except PermanentSendError as exc:
             log.warning("outbox row %s failed for good: %s", row.id, exc)
             await self._finish(row.id, "failed", str(exc))
+            if row.kind == "card" and row.ledger_kind == "detail":
+                await self._detail_undeliverable(row)
+            await self._card_failed(row)
             return True
         except Exception as exc:
             delay = min(2.0 ** row.attempts, 300.0)
@@ -186,6 +206,25 @@ class Outbox:
             return False
         await self._finish(row.id, "sent", None)
         return True
+
+    async def _detail_undeliverable(self, row: _Row) -> None:
+        """A claimer's private details could not be delivered (never started a private chat, blocked the
+        bot): the claim stands, and their team's group on that channel asks them, without any details,
+        to open a private chat with the bot."""
+        assert row.request_id is not None
+        async with self.db.transaction() as s:
+            req = await repo.get_request(s, row.request_id)
+            person = await repo.get_person(s, req.volunteer_id) if req and req.volunteer_id else None
+            if req is None or person is None:
+                return
+            teams = set(await repo.routed_team_ids(s, req.id)) & await repo.team_ids_of(s, person.id)
+            text = t(self.cfg.locale, "outbox.detail_undeliverable", name=person.name, number=req.number)
+            for team_id in sorted(teams or {req.team_id}):
+                for binding in await repo.group_bindings(s, team_id):
+                    if binding.channel == row.channel:
+                        await repo.enqueue(s, self.clock.now(), binding.channel, binding.chat_id, "message",
+                                           message_payload(Message(text)))
+        self.kick()
 
     def _channel(self, name: str) -> Channel:
         ch = self.channels.get(name)
@@ -220,8 +259,12 @@ class Outbox:
             if channel is None:
                 continue
             msg = await self._render(row.request_id, kind, channel_name, chat_id)
-            if msg is not None:
+            if msg is None:
+                continue
+            try:
                 await channel.edit(chat_id, message_id, msg)
+            except PermanentSendError as exc:  # one copy gone (chat blocked, message deleted): update the rest
+                log.info("a copy of request %s on %s cannot be updated: %s", row.request_id, channel_name, exc)
 
     async def _render(self, request_id: int, kind: str, channel: str, chat_id: str) -> Message | None:
         async with self.db.transaction() as s:
@@ -253,3 +296,9 @@ class Outbox:
             await s.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(
                 status=status, attempts=attempts, error=error, lease_until=None,
                 next_attempt_at=self.clock.now() + timedelta(seconds=delay)))
+        if status == "failed":
+            await self._card_failed(row)
+
+    async def _card_failed(self, row: _Row) -> None:
+        if row.kind == "card" and row.request_id is not None and row.ledger_kind and self.on_card_failed:
+            await self.on_card_failed(row.request_id, row.ledger_kind, row.channel, row.chat_id)

@@ -25,6 +25,9 @@ async def sync_config(db: Database, cfg: Config, now: object, simulator: bool) -
                                     unit=c.unit if c else None)
             if simulator:
                 await repo.ensure_identity(s, "simulator", pid, pid, pid, name)
+            userid = (v.wecom_userid if v else None) or (c.wecom_userid if c else None)
+            if userid:  # a corp member of the WeCom app: their userid is also their 1:1 chat
+                await repo.ensure_identity(s, "wecom", userid, pid, userid, name)
         await repo.set_memberships(s, {(t.id, m) for t in cfg.teams for m in t.members})
         configured = {(ch, chat): t.id for t in cfg.teams for ch, chat in t.groups.items()}
         for (ch, chat), team_id in configured.items():

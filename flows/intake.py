@@ -103,7 +103,12 @@ def _ask(state: dict[str, Any], ctx: Context, prefix: str | None = None) -> Mess
     text = _summary_text(state, ctx) if s == "summary" else t(loc, f"intake.ask.{s}")
     if prefix:
         text = f"{prefix}\n{text}"
-    return Message(text, rows(buttons, per_row))
+    return Message(text, rows(buttons, per_row), _phone_button(s, ctx))
+
+
+def _phone_button(step: str, ctx: Context) -> str:
+    """At the phone step, a channel that can share the person's number offers a key labelled so."""
+    return t(ctx.locale, "intake.share_phone") if step == "phone" else ""
 
 
 def _choice(state: dict[str, Any], inp: UserInput, text: str, ctx: Context) -> str | None:
@@ -228,7 +233,7 @@ def _on_phone(state: dict[str, Any], inp: UserInput, text: str, ctx: Context) ->
     raw = inp.contact_phone or text
     phone, problem = check_phone(raw)
     if phone is None:
-        return Result(state, [Message(t(ctx.locale, f"intake.phone_{problem}"))])
+        return Result(state, [Message(t(ctx.locale, f"intake.phone_{problem}"), (), _phone_button("phone", ctx))])
     return _advance({**state, "draft": {**state["draft"], "phone": phone}}, ctx, "description")
 
 

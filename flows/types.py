@@ -18,6 +18,7 @@ class Message:
 
     text: str
     buttons: tuple[tuple[Button, ...], ...] = ()
+    phone_button: str = ""  # asks for a phone: the label of a "share my number" key where a channel has one
 
     def flat_buttons(self) -> list[Button]:
         """All buttons in reading order (the numbering a typed digit refers to)."""

@@ -19,12 +19,20 @@ if TYPE_CHECKING:
     from bot.config import Config
 
 
+# channels whose one send reaches several members as one card (WeCom app: touser "a|b|c", and a
+# click's update_template_card with atall turns every copy at once)
+FANOUT_CHANNELS = frozenset({"wecom"})
+
 MessageBuilder = Callable[[str], Message]  # locale -> message, so each person gets their language
 
 
 def message_payload(msg: Message) -> dict[str, object]:
     """An outbox payload for a message."""
-    return {"text": msg.text, "buttons": [[{"text": b.text, "data": b.data} for b in row] for row in msg.buttons]}
+    payload: dict[str, object] = {"text": msg.text, "buttons": [[{"text": b.text, "data": b.data} for b in row]
+                                                                for row in msg.buttons]}
+    if msg.phone_button:
+        payload["phone_button"] = msg.phone_button
+    return payload
 
 
 @dataclass
@@ -81,6 +89,23 @@ class Ctx:
         for ident in idents:
             await self.post(ident.channel, ident.chat_id or ident.external_id, req_id, ledger_kind)
         return len(idents)
+
+    async def post_to_all(self, people: list[Person], req_id: int, ledger_kind: str,
+                          skip_channels: frozenset[str] = frozenset()) -> None:
+        """Queue a request-bound message to these people: one copy per account, except that on a
+        fan-out channel (one send reaches many members, one card update changes every copy) they
+        share one post addressed to all of them ("a|b|c")."""
+        idents = [i for i in await repo.identities_of(self.s, [p.id for p in people])
+                  if i.channel not in skip_channels]
+        fanout: dict[str, list[str]] = {}
+        for ident in idents:
+            chat = ident.chat_id or ident.external_id
+            if ident.channel in FANOUT_CHANNELS:
+                fanout.setdefault(ident.channel, []).append(chat)
+            else:
+                await self.post(ident.channel, chat, req_id, ledger_kind)
+        for channel, chats in fanout.items():
+            await self.post(channel, "|".join(sorted(set(chats))), req_id, ledger_kind)
 
     async def refresh(self, req_id: int) -> None:
         """Queue a re-render of every copy of a request's messages on every channel."""

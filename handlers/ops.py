@@ -11,7 +11,7 @@ from handlers import duty
 from handlers.context import Ctx, MessageBuilder
 from handlers.views import view_of
 from storage import repo
-from storage.models import HelpRequest, Person
+from storage.models import GroupBinding, HelpRequest, Person
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,40 @@ async def dispatch(ctx: Ctx, req: HelpRequest, team_id: str, reason: str) -> Non
     await repo.add_route(ctx.s, req.id, team_id, reason, ctx.now)
     if reason != "dispatch":
         await repo.add_history(ctx.s, req.id, None, reason, ctx.now, team=team_id)
-    for binding in await repo.group_bindings(ctx.s, team_id):
+    bindings = await repo.group_bindings(ctx.s, team_id)
+    for binding in bindings:
         await ctx.post(binding.channel, binding.chat_id, req.id, "group_card")
     on = await duty.on_duty(ctx, team_id)
-    for person in on:
-        await ctx.post_to(person, req.id, "nudge")
+    await nudge(ctx, req.id, team_id, on, bindings)
     await schedule_waiting_timers(ctx, req.id, team_id)
     if not on:
         await escalate(ctx, req, team_id, why="nobody_on_duty")
+
+
+async def nudge(ctx: Ctx, req_id: int, team_id: str, people: list[Person], bindings: list[GroupBinding]) -> None:
+    """Tell on-duty volunteers privately about an open request. A team whose WeCom group has a working
+    smart robot gets the card there instead of 1:1 WeCom app cards (unless config says to fall back)."""
+    aibot = ctx.cfg.channels.wecom.aibot
+    in_wecom_group = aibot.enabled and any(b.channel == "wecom_bot" for b in bindings)
+    skip = frozenset({"wecom"}) if in_wecom_group and team_id not in aibot.fallback_teams else frozenset()
+    await ctx.post_to_all(people, req_id, "nudge", skip_channels=skip)
+
+
+async def card_undeliverable(ctx: Ctx, req_id: int, ledger_kind: str, channel: str, chat_id: str) -> None:
+    """A group card could not be posted for good (the WeCom robot was refused): the on-duty members get
+    the WeCom app cards nudge() held back for that group, and the coordinators are told."""
+    req = await repo.get_request(ctx.s, req_id)
+    if ledger_kind != "group_card" or channel != "wecom_bot" or req is None or req.status != rq.OPEN:
+        return
+    binding = await ctx.s.get(GroupBinding, (channel, chat_id))
+    team_id = binding.team_id if binding else req.team_id
+    if team_id not in ctx.cfg.channels.wecom.aibot.fallback_teams:  # a fallback team had its app cards
+        on = await duty.on_duty(ctx, team_id)
+        others = {i.channel for i in await repo.identities_of(ctx.s, [p.id for p in on])} - {"wecom"}
+        await ctx.post_to_all(on, req.id, "nudge", skip_channels=frozenset(others))
+    team = ctx.cfg.team(team_id)
+    await notify_coordinators(ctx, lambda loc: Message(t(loc, "wecom_bot.card_failed", number=req.number,
+                              team=team.name if team else team_id)), req.station_id)
 
 
 async def schedule_waiting_timers(ctx: Ctx, req_id: int, team_id: str) -> None:
@@ -141,9 +167,8 @@ async def release(ctx: Ctx, req: HelpRequest, volunteer: Person) -> bool:
     await repo.add_history(ctx.s, req.id, volunteer.id, "released", ctx.now)
     await ctx.refresh(req.id)
     await ctx.say_to_resident(req, Message(t(req.locale, "resident.released", number=req.number)))
-    for person in await duty.on_duty(ctx, req.team_id):
-        if person.id != volunteer.id:
-            await ctx.post_to(person, req.id, "nudge")
+    others = [p for p in await duty.on_duty(ctx, req.team_id) if p.id != volunteer.id]
+    await nudge(ctx, req.id, req.team_id, others, await repo.group_bindings(ctx.s, req.team_id))
     await schedule_waiting_timers(ctx, req.id, req.team_id)
     return True
 

@@ -5,6 +5,7 @@ from collections.abc import Awaitable, Callable
 
 from flows import callbacks
 from flows.i18n import t
+from flows.types import Message
 from handlers import ops, presses, resident, staff, timers
 from handlers.context import Ctx
 from handlers.events import InboundEvent
@@ -15,8 +16,9 @@ Handler = Callable[[Ctx, InboundEvent, Person | None], Awaitable["tuple[bool, st
 
 
 async def identify(ctx: Ctx, ev: InboundEvent) -> Person | None:
-    """The person behind the event; a stranger writing privately becomes a new resident."""
-    person = await repo.person_for_identity(ctx.s, ev.channel, ev.user_id)
+    """The person behind the event; a stranger writing privately becomes a new resident. An adapter whose
+    user ids are another channel's (the WeCom robot sees corp userids) names it in extra["identity_channel"]."""
+    person = await repo.person_for_identity(ctx.s, ev.extra.get("identity_channel") or ev.channel, ev.user_id)
     if person is None and ev.chat_type == "private" and ev.kind != "timer":
         person = await repo.create_resident(ctx.s, ev.channel, ev.user_id, ev.chat_id,
                                             ev.user_name or "", ctx.now)
@@ -47,8 +49,12 @@ async def _press(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[boo
 async def _group(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
     if ev.chat_type != "group":
         return False, None
-    if person is not None and (ev.text or "").startswith("/"):
-        await staff.on_command(ctx, ev, person)
+    if (ev.text or "").startswith("/"):
+        if person is not None:
+            await staff.on_command(ctx, ev, person)
+        elif (parsed := staff.parse(ev.text or "")) and parsed[0] in staff.COORDINATOR:
+            # someone the bot does not know yet tries a coordinator command: say how to get known
+            await ctx.say(ev.channel, ev.chat_id, Message(t(ctx.cfg.locale, "link.unknown_in_group")))
     return True, None  # other chatter in groups is not for the bot
 
 

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from flows import requests as rq
 from flows.i18n import norm_locale, t, words
 from flows.types import Message
-from handlers import duty, ops
+from handlers import accounts, duty, ops
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from handlers.views import view_of
@@ -158,6 +158,26 @@ async def cmd_lang(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) 
     await _reply(ctx, ev, t(person.locale, "lang.set"))
 
 
+async def cmd_kflink(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) -> None:
+    """/kflink <station id>: the contact link (QR code) a channel published for a station (WeCom kf)."""
+    from sqlalchemy import select
+
+    from storage.models import ChannelState
+
+    loc = ctx.locale_of(person)
+    station = ctx.catalog.station(args[0]) if args else None
+    if station is None:
+        await _reply(ctx, ev, t(loc, "wecom.kflink_usage", stations=", ".join(s.id for s in ctx.catalog.stations)))
+        return
+    key = f"contact_link:{station.id}"
+    q = select(ChannelState.value).where(ChannelState.key == key).order_by(ChannelState.channel)
+    urls = list((await ctx.s.execute(q)).scalars())
+    if not urls:
+        await _reply(ctx, ev, t(loc, "wecom.kflink_none", station=station.community))
+    for url in urls:
+        await _reply(ctx, ev, t(loc, "wecom.kflink", community=station.community, url=url))
+
+
 async def cmd_help(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) -> None:
     """/help: what this person can do, by role."""
     loc = ctx.locale_of(person)
@@ -171,8 +191,9 @@ async def cmd_help(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) 
 
 VOLUNTEER = {"/on": cmd_on, "/off": cmd_off, "/hours": cmd_hours, "/tasks": cmd_tasks}
 COORDINATOR = {"/open": cmd_open, "/assign": cmd_assign, "/history": cmd_history, "/roster": cmd_roster,
-               "/stats": cmd_stats}
-EVERYONE = {"/help": cmd_help, "/lang": cmd_lang}
+               "/stats": cmd_stats, "/linkcode": accounts.cmd_linkcode, "/bind": accounts.cmd_bind,
+               "/unbind": accounts.cmd_unbind, "/kflink": cmd_kflink}
+EVERYONE = {"/help": cmd_help, "/lang": cmd_lang, "/link": accounts.cmd_link}
 KEYWORDS = {"kw.on_duty": "/on", "kw.off_duty": "/off", "kw.hours": "/hours", "kw.tasks": "/tasks",
             "kw.help": "/help"}
 

@@ -33,8 +33,7 @@ async def _remind(ctx: Ctx, req: HelpRequest, timer: Timer) -> None:
     """Remind on-duty volunteers first, then the group."""
     team_id = str(timer.payload.get("team") or req.team_id)
     await repo.add_history(ctx.s, req.id, None, "reminded", ctx.now, team=team_id)
-    for person in await duty.on_duty(ctx, team_id):
-        await ctx.post_to(person, req.id, "reminder")
+    await ctx.post_to_all(await duty.on_duty(ctx, team_id), req.id, "reminder")
     for binding in await repo.group_bindings(ctx.s, team_id):
         await ctx.post(binding.channel, binding.chat_id, req.id, "reminder")
     log.info("reminded team %s about request %s", team_id, req.id)

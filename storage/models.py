@@ -216,7 +216,7 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     channel: Mapped[str] = mapped_column(String(32))
-    chat_id: Mapped[str] = mapped_column(String(128))
+    chat_id: Mapped[str] = mapped_column(String(2000))  # WeCom app fan-out: "u1|u2|…" (migration 0003)
     kind: Mapped[str] = mapped_column(String(16))  # message | card | card_refresh
     request_id: Mapped[int | None] = mapped_column(Integer)
     ledger_kind: Mapped[str | None] = mapped_column(String(16))
@@ -238,7 +238,7 @@ class LedgerEntry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
     channel: Mapped[str] = mapped_column(String(32))
-    chat_id: Mapped[str] = mapped_column(String(128))
+    chat_id: Mapped[str] = mapped_column(String(2000))  # WeCom app fan-out: "u1|u2|…" (migration 0003)
     message_id: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16))  # group_card | nudge | detail
     created_at: Mapped[datetime] = mapped_column(DateTime)
@@ -280,3 +280,79 @@ class SimMessage(Base):
     buttons: Mapped[list[Any]] = mapped_column(JSON, default=list)
     edited: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ChannelState(Base):
+    """Small durable values a channel keeps: a polling offset, a sync cursor, a cached token."""
+
+    __tablename__ = "channel_state"
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Lease(Base):
+    """A named lease held by one worker until `until` (leader election for single connections)."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LinkCode(Base):
+    """A one-time code a coordinator issues so a platform account becomes a known volunteer/coordinator."""
+
+    __tablename__ = "link_codes"
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    issued_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+# ---- WeCom channels (owned by the wecom engineer; migration 0003) ------------------------------------
+
+class WecomKfSession(Base):
+    """A resident's 微信客服 session: the 48 h / 5-messages-per-message budget and who serves them."""
+
+    __tablename__ = "wecom_kf_sessions"
+    external_userid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    open_kfid: Mapped[str] = mapped_column(String(64))
+    last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime)  # the resident's last message
+    sent_since_inbound: Mapped[int] = mapped_column(Integer, default=0)
+    servicer: Mapped[str | None] = mapped_column(String(64))  # a person serves (state 3): the bot is silent
+    send_failures: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class WecomKfSent(Base):
+    """What the bot sent a resident by kf (kept 3 days), so a msg_send_fail can put it back on hold."""
+
+    __tablename__ = "wecom_kf_sent"
+    msgid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    external_userid: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sent_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class WecomCard(Base):
+    """An app template card (task_id): who got it and what it shows now, so unchanged edits are skipped."""
+
+    __tablename__ = "wecom_cards"
+    task_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class WecomResponseCode(Base):
+    """A card click's ResponseCode: single use, valid 72 h, spent to update every copy of the card."""
+
+    __tablename__ = "wecom_response_codes"
+    code: Mapped[str] = mapped_column(String(128), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)

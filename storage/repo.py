@@ -4,11 +4,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -31,18 +29,7 @@ from storage.models import (
     TeamMember,
     Timer,
 )
-
-
-def _insert(s: AsyncSession) -> Any:
-    """The dialect's INSERT that supports ON CONFLICT."""
-    return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
-async def rowcount(s: AsyncSession, stmt: Any) -> int:
-    """Execute a write and return how many rows it touched (what conditional writes decide on)."""
-    res = cast(CursorResult[Any], await s.execute(stmt))
-    return int(res.rowcount)
-
+from storage.sql import _insert, rowcount
 
 # ---- dedupe -------------------------------------------------------------------------------------
 
@@ -414,3 +401,15 @@ async def ensure_identity(s: AsyncSession, channel: str, external_id: str, perso
     if row is None:
         s.add(Identity(channel=channel, external_id=external_id, person_id=person_id, chat_id=chat_id,
                        display_name=name))
+
+
+# channel state, leases, link codes and bindings live in storage/channel_repo.py; re-exported here
+from storage.channel_repo import (  # noqa: E402
+    get_channel_state,
+    lease_holder,
+    release_lease,
+    set_channel_state,
+    try_lease,
+)
+
+__all__ = ["get_channel_state", "lease_holder", "release_lease", "set_channel_state", "try_lease"]

@@ -24,6 +24,11 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+class WaitForInbound(Exception):
+    """The platform lets us write to this chat only after the person writes again (WeCom kf's 48 h /
+    5-messages rule): the outbox holds the row until the channel releases the chat's held rows."""
+
+
 class Channel(Protocol):
     """One platform: its routes, how to send and edit; inbound events go to `dispatch`."""
 

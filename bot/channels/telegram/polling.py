@@ -1,0 +1,88 @@
+"""Long polling as our own loop over getUpdates: one poller across workers (a lease), the offset kept
+in channel_state after every batch (a restart resumes there; a replay would be deduped anyway)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from telegram import Bot, Update
+from telegram.error import Conflict, RetryAfter
+
+from bot.channels.telegram.inbound import NAME
+from bot.channels.telegram.outbound import retry_seconds
+from bot.clock import Clock
+from storage import channel_repo
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
+POLL_LEASE = "telegram:poll"  # one poller at a time across workers (Telegram answers 409 to a second)
+LEASE_TTL = 120.0
+
+
+async def release(db: Database, holder: str) -> None:
+    """Give the poller lease up, so another worker takes over at once."""
+    async with db.transaction() as s:
+        await channel_repo.release_lease(s, POLL_LEASE, holder)
+
+
+class Poller:
+    """getUpdates in a loop; each batch is handled before the next call confirms it."""
+
+    def __init__(self, bot: Bot, db: Database, clock: Clock, timeout: int, holder: str,
+                 handle: Callable[[Update], Awaitable[None]]) -> None:
+        self.bot, self.db, self.clock, self.timeout, self.holder = bot, db, clock, timeout, holder
+        self.handle = handle
+
+    async def run(self) -> None:
+        """Poll until cancelled; errors are logged and retried, never fatal."""
+        offset = await self._load_offset()
+        while True:
+            try:
+                if not await self._lead():
+                    await asyncio.sleep(5.0)
+                    continue
+                updates = await self.bot.get_updates(offset=offset, timeout=self.timeout,
+                                                     allowed_updates=ALLOWED_UPDATES)
+                if updates:
+                    await self.handle_batch(list(updates))
+                    offset = updates[-1].update_id + 1
+                    await self._save_offset(offset)
+            except asyncio.CancelledError:
+                raise
+            except RetryAfter as exc:
+                await asyncio.sleep(retry_seconds(exc))
+            except Conflict:
+                log.warning("telegram: another getUpdates or a webhook is active; waiting")
+                await asyncio.sleep(10.0)
+            except Exception as exc:
+                log.warning("telegram: polling failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(2.0)
+
+    async def handle_batch(self, updates: list[Update]) -> None:
+        """Different conversations at once; one conversation's updates in their order."""
+        lanes: dict[tuple[str, str], list[Update]] = {}
+        for update in updates:
+            chat = update.effective_chat.id if update.effective_chat else 0
+            user = update.effective_user.id if update.effective_user else 0
+            lanes.setdefault((str(chat), str(user)), []).append(update)
+
+        async def lane(items: list[Update]) -> None:
+            for update in items:
+                await self.handle(update)
+
+        await asyncio.gather(*(lane(items) for items in lanes.values()))
+
+    async def _lead(self) -> bool:
+        async with self.db.transaction() as s:
+            return await channel_repo.try_lease(s, POLL_LEASE, self.holder, self.clock.now(), LEASE_TTL)
+
+    async def _load_offset(self) -> int | None:
+        async with self.db.transaction() as s:
+            value = await channel_repo.get_channel_state(s, NAME, "offset")
+        return int(value) if value else None
+
+    async def _save_offset(self, offset: int) -> None:
+        async with self.db.transaction() as s:
+            await channel_repo.set_channel_state(s, NAME, "offset", str(offset), self.clock.now())
