@@ -627,7 +627,11 @@ def write_docs(results: list[BackendResult], skipped: dict[str, str], sizes: Siz
         lines += ["### Side by side", "", comparison_table(results), ""]
     lines += ["## Interpretation", "", *[f"* {o}" for o in _observations(results)], "", INTERPRETATION]
     DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    # keep the section bench.channels writes below its marker
+    mark = "<!-- bench.channels:"
+    old = DOCS.read_text(encoding="utf-8") if DOCS.exists() else ""
+    tail = old[old.index(mark):] if mark in old else ""
+    DOCS.write_text("\n".join(lines).rstrip() + "\n" + ("\n" + tail if tail else ""), encoding="utf-8")
 
 
 # ---- main --------------------------------------------------------------------------------------------

@@ -34,6 +34,29 @@ async def _run(cfg: Config) -> None:
         await app.stop()
 
 
+async def _linkcode(cfg: Config, who: str) -> str | None:
+    """Issue a link code from the command line (for the first coordinator, before anyone is linked)."""
+    from datetime import timedelta
+
+    from bot.clock import Clock
+    from bot.seed import sync_config
+    from storage import channel_repo
+    from storage.db import Database
+
+    db = Database(cfg.storage.database_url)
+    try:
+        await db.upgrade()
+        now = Clock().now()
+        await sync_config(db, cfg, now, cfg.simulator.enabled)
+        async with db.transaction() as s:
+            person = await channel_repo.find_staff(s, who)
+            if person is None:
+                return None
+            return await channel_repo.issue_link_code(s, person.id, "cli", now, timedelta(days=7))
+    finally:
+        await db.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script and `python -m bot`."""
     parser = argparse.ArgumentParser(prog="wuwei", description="五为 volunteer service bot")
@@ -43,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("check-config", help="validate the config file and exit")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply migrations")
+    link = sub.add_parser("linkcode", help="print a one-time /link code for a volunteer or coordinator")
+    link.add_argument("person", help="the person's id or name in config (e.g. c-zhao)")
     for p in sub.choices.values():
         p.add_argument("--config", default=argparse.SUPPRESS, help="path to config.yaml")
     args = parser.parse_args(argv)
@@ -58,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
 
         upgrade_sync(cfg.storage.database_url)
         print(f"database {redact_url(cfg.storage.database_url)} is up to date")
+        return 0
+    if args.command == "linkcode":
+        code = asyncio.run(_linkcode(cfg, args.person))
+        if code is None:
+            print(f"no volunteer or coordinator {args.person!r} in {args.config}", file=sys.stderr)
+            return 2
+        print(f"link code for {args.person}: {code} — they send `/link {code}` to the bot in a private chat "
+              "(valid 7 days, once)")
         return 0
     try:
         asyncio.run(_run(cfg))

@@ -27,8 +27,7 @@ async def cmd_linkcode(ctx: Ctx, ev: InboundEvent, person: Person, args: list[st
         await _reply(ctx, ev, t(loc, "link.private_only"))
         return
     key = " ".join(args).strip()
-    q = select(Person).where((Person.is_volunteer | Person.is_coordinator), (Person.id == key) | (Person.name == key))
-    target = (await ctx.s.execute(q.limit(1))).scalar_one_or_none() if key else None
+    target = await channel_repo.find_staff(ctx.s, key) if key else None
     if target is None:
         await _reply(ctx, ev, t(loc, "link.who"))
         return

@@ -56,6 +56,12 @@ async def lease_holder(s: AsyncSession, name: str, now: datetime) -> str | None:
 
 # ---- link codes ------------------------------------------------------------------------------------
 
+async def find_staff(s: AsyncSession, key: str) -> Person | None:
+    """A volunteer or coordinator by id or exact name."""
+    q = select(Person).where(Person.is_volunteer | Person.is_coordinator, (Person.id == key) | (Person.name == key))
+    return (await s.execute(q.limit(1))).scalar_one_or_none()
+
+
 async def issue_link_code(s: AsyncSession, person_id: str, issued_by: str, now: datetime,
                           valid: timedelta) -> str:
     """A new one-time code for a person; earlier unused codes of theirs stop working."""

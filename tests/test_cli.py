@@ -105,3 +105,25 @@ async def test_simulator_can_be_switched_off(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.communicate(), 30)
+
+
+def test_linkcode_bootstraps_the_first_coordinator(tmp_path: Path) -> None:
+    """Before anyone is linked on a real platform, the operator prints the first coordinator's code."""
+    import re
+
+    from sqlalchemy import create_engine, text
+
+    path = write_config(tmp_path)
+    res = wuwei("linkcode", "c-zhao", "--config", str(path))
+    assert res.returncode == 0, res.stderr
+    code = re.search(r"/link ([A-Z0-9]{8})", res.stdout)
+    assert code, res.stdout
+    engine = create_engine(f"sqlite:///{tmp_path}/db/wuwei.db")
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT person_id, used_at FROM link_codes WHERE code = :c"),
+                           {"c": code.group(1)}).one()
+    engine.dispose()
+    assert row == ("c-zhao", None)
+    res = wuwei("linkcode", "nobody", "--config", str(path))
+    assert res.returncode == 2 and "no volunteer or coordinator 'nobody'" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -25,7 +25,7 @@ from bot.channels.base import Dispatch, PermanentSendError, RetryLater
 from bot.channels.telegram import inbound, outbound
 from bot.channels.telegram.polling import ALLOWED_UPDATES, Poller, release
 from bot.clock import Clock
-from bot.config import TelegramConfig
+from bot.config_channels import TelegramConfig
 from bot.ratelimit import RateLimiter
 from flows.i18n import t
 from flows.types import Message
