@@ -1,9 +1,10 @@
 """The `channels:` part of config.yaml: Telegram and WeCom settings, secrets also from WUWEI_* env."""
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -28,6 +29,13 @@ class TelegramConfig(Strict):
     def transport(self) -> str:
         """'polling' or 'webhook'."""
         return self.mode or ("webhook" if self.webhook_url else "polling")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_chars(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", v.get_secret_value()):
+            raise ValueError("must be 1-256 characters A-Z, a-z, 0-9, _ or - (Telegram refuses others)")
+        return v
 
     @model_validator(mode="after")
     def _complete(self) -> TelegramConfig:

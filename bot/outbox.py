@@ -245,8 +245,16 @@ class Outbox:
                                   self.clock.now())
         # the request may have changed while we were sending: make this copy current
         latest = await self._render(row.request_id, row.ledger_kind, row.channel, row.chat_id)
-        if latest is not None and latest != msg:
+        if latest is None or latest == msg:
+            return
+        try:
             await channel.edit(row.chat_id, message_id, latest)
+        except Exception as exc:  # the card is out and recorded: never send it again, bring it up to date later
+            log.info("outbox row %s: card sent, its update deferred (%s)", row.id, type(exc).__name__)
+            async with self.db.transaction() as s:
+                await repo.enqueue(s, self.clock.now(), "*", f"request:{row.request_id}", "refresh", {},
+                                   request_id=row.request_id)
+            self.kick()
 
     async def _deliver_refresh(self, row: _Row) -> None:
         """Re-render every recorded copy of a request's messages, on every enabled channel."""

@@ -125,3 +125,30 @@ async def test_heartbeats_and_a_silent_connection_is_replaced(backend: Backend, 
     finally:
         await link.stop()
         await db.dispose()
+
+
+async def test_killed_holder_is_replaced_when_its_lease_runs_out(backend: Backend, fake: FakeAibot) -> None:
+    cfg = demo_config(backend.database_url, backend.redis_url, aibot_config(fake))
+    clock = Clock(frozen_at=MONDAY_10AM_UTC)
+    a = await Sim(cfg, clock, redis_prefix=backend.redis_prefix).start()
+    await fake.wait_for(lambda: fake.live(), what="worker A to subscribe")
+    b = await Sim(cfg, clock, redis_prefix=backend.redis_prefix).start()
+    try:
+        await mention(fake, f"/bind {TEAM}")
+        first = await b.ask_for_help("r-kill1", *ELDERLY)
+        await new_card(fake, first)
+        # worker A dies: nothing of it runs any more, its connection drops, its lease is NOT released
+        assert a.app is not None
+        link_a = a.app.channels["wecom_bot"].link  # type: ignore[attr-defined]
+        assert link_a._task is not None
+        link_a._task.cancel()
+        await a.app.outbox.stop()
+        await fake.kill()
+        second = await b.ask_for_help("r-kill2", *ELDERLY)  # queued while nobody holds the robot
+        await fake.wait_for(lambda: [c for c in fake.live() if c.id == 2], timeout=30, what="B to take over")
+        task2, _ = await new_card(fake, second)
+        assert len(fake.cards_in(GROUP)) == 2 and fake.cards[task2].chatid == GROUP  # none lost, none doubled
+        assert [c.id for c in fake.live()] == [2]
+    finally:
+        await a.close()
+        await close(b, fake)

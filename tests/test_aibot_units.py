@@ -1,7 +1,10 @@
 """The smart robot's pure pieces (cards, mentions, click shapes) and the lease behind its election."""
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
+
+import pytest
 
 from bot.channels.wecom_bot import cards
 from bot.leader import Lease
@@ -74,3 +77,13 @@ def test_long_markdown_is_split_on_character_boundaries() -> None:
     one_line = "一" * 2000
     assert "".join(cards.split_text(one_line)) == one_line
     assert cards.split_text("短") == ["短"]
+
+
+def test_sdk_warnings_never_log_a_frame(caplog: pytest.LogCaptureFixture) -> None:
+    from bot.channels.wecom_bot.link import _SdkLog
+
+    caplog.set_level(logging.DEBUG)
+    frame = '{"cmd": "aibot_msg_callback", "body": {"text": {"content": "电话13812345678"}}}'
+    for head in ("Received unknown frame: ", "Received invalid message format: "):
+        _SdkLog().warn(head + frame)
+    assert "13812345678" not in caplog.text

@@ -82,3 +82,10 @@ def test_one_wecom_userid_per_person(data: dict[str, Any]) -> None:
     bad["people"]["volunteers"][1]["wecom_userid"] = "LiMing"
     with pytest.raises(ConfigError, match="wecom_userid: 'LiMing' is already"):
         parse_config(bad, env={})
+
+
+def test_webhook_secret_uses_only_the_characters_telegram_accepts(data: dict[str, Any]) -> None:
+    channels = {"telegram": {"enabled": True, "token": "1:x", "webhook_url": "https://bot.example.org/telegram/webhook"}}
+    with pytest.raises(ConfigError, match=r"webhook_secret: must be 1-256 characters") as info:
+        parse_config(_with(data, channels), env={"WUWEI_TELEGRAM_WEBHOOK_SECRET": "has spaces!"})
+    assert "has spaces" not in str(info.value)  # the secret itself is never echoed

@@ -60,6 +60,11 @@ async def test_webhook_without_the_secret_is_refused(make: Factory) -> None:
     headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
     async with tg.http.post(tg.base + "/telegram/webhook", data=b"{not json", headers=headers) as r:
         assert r.status == 400
+    broken = tg.text_update("r-intruder", "r-intruder", "你好")
+    broken["message"]["date"] = 10 ** 20  # a timestamp no clock can hold
+    for body in (None, [], "x", {}, broken):
+        async with tg.http.post(tg.base + "/telegram/webhook", json=body, headers=headers) as r:
+            assert r.status == 400, body
     await tg.say("r-intruder", "你好")
     assert "哪方面的帮助" in await tg.last("r-intruder")
 
@@ -145,8 +150,18 @@ async def test_logs_never_show_the_token(make: Factory, caplog: pytest.LogCaptur
     tg = await make("webhook")
     await tg.say("r-log", "你好")
     await tg.press("r-log", "r-log", "为老服务")
+    # nor what residents tell the bot, also when the group and a claimer's private chat fail
+    await tg.link("v-liming")
+    await tg.bind(GROUP, TEAM)
+    await tg.ask_for_help("r-log2", "为老服务", "陪同就医", "幸福社区")
+    assert tg.fake is not None
+    tg.fake.blocked_users.add(tg.uid("v-liming"))
+    await tg.press(GROUP, "v-liming", "接单")
     assert TOKEN not in caplog.text and TOKEN.split(":")[1] not in caplog.text
     assert SECRET not in caplog.text
+    ours = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records if r.levelno >= logging.INFO)
+    for private in ("13812345678", "幸福路12号", "腿脚不便", "张阿姨"):  # (DEBUG has the SQL drivers' parameters)
+        assert private not in ours, private
 
 
 async def test_a_station_qr_code_link_preselects_the_station(make: Factory) -> None:

@@ -40,6 +40,8 @@ async def test_thirty_volunteers_press_claim_at_once(make: Factory, mode: str) -
     await tg.bind(GROUP, TEAM)
     number = await tg.ask_for_help("r-race", "为老服务", "陪同就医", "幸福社区")
     message_id, data = await tg.find_button(GROUP, "接单")
+    # someone the bot does not know is answered too, with their own text (and the card stays open)
+    assert await tg.press_data(GROUP, "x-stranger", message_id, data) == t("zh_CN", "claim.not_volunteer")
     edits_before = tg.fake.count("editMessageText", chat_id=tg.uid(GROUP), message_id=int(message_id))
     presses = [tg.press_update(GROUP, v, message_id, data) for v in crowd]
     tg.app.clock.advance(STEP)
@@ -126,3 +128,21 @@ async def test_group_upgraded_to_supergroup_keeps_its_binding(make: Factory) -> 
     await tg.feed(tg.fake.new_update(moved))
     number = await tg.ask_for_help("r-moved", "为老服务", "打扫卫生", "幸福社区")
     assert number in await tg.last("grp-new")
+
+
+async def test_a_card_sent_before_the_bot_saw_the_upgrade_reaches_the_supergroup(make: Factory) -> None:
+    tg = await make("webhook")
+    assert tg.fake is not None
+    old, new = -4012345679, -1001987654322
+    tg.ids.update({"grp-old": old, "grp-new": new})
+    await tg.bind("grp-old", TEAM)
+    first = await tg.ask_for_help("r-moving", "为老服务", "打扫卫生", "幸福社区")
+    assert first in await tg.last("grp-old")
+    tg.fake.open_chat({"id": new, "title": "grp-new", "type": "supergroup"})
+    tg.fake.migrated[old] = new  # upgraded; the service message has not reached the bot yet
+    number = await tg.ask_for_help("r-moving2", "为老服务", "代买物品", "幸福社区")
+    assert number in await tg.last("grp-new")  # the card is not dropped: it follows the group
+    # the old group's card cannot be edited any more: that copy is given up, nothing waits forever
+    await tg.say("r-moving", "我的求助")
+    assert await tg.press("r-moving", "r-moving", f"取消 …{first[-4:]}") == "已取消"
+    assert await tg.next_due() is None

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from bot.app import App
+from bot.channels.base import RetryLater
 from bot.channels.telegram.inbound import contact_phone, strip_command
 from bot.channels.telegram.outbound import split_text, utf16_len
 from flows.types import Button, Message
@@ -97,7 +98,7 @@ async def test_a_burst_of_200_cards_keeps_the_group_limit(tg: TgSim, backend: Ba
     assert tg.app.clock.now() - start >= timedelta(minutes=9)  # 200 at 20 a minute
 
 
-async def test_429_retry_after_is_obeyed_and_nothing_is_dropped(tg: TgSim) -> None:
+async def test_429_retry_after_is_obeyed_and_nothing_is_dropped(tg: TgSim, backend: Backend) -> None:
     assert tg.fake is not None and tg.app is not None
     gid = tg.uid(GROUP)
     tg.fake.faults.append(Fault("sendMessage", 429, chat_id=gid, retry_after=7))
@@ -109,6 +110,17 @@ async def test_429_retry_after_is_obeyed_and_nothing_is_dropped(tg: TgSim) -> No
     tg.app.clock.advance(timedelta(seconds=3))
     await tg.app.settle()  # still waiting: nothing sent, no second 429
     assert cards(tg, numbers) == []
+    # any other sender to that chat waits too (another outbox lane; with Redis, another worker)
+    second = App(tg.cfg, clock=tg.clock, redis_prefix=tg.redis_prefix) if backend.redis_url else None
+    if second:
+        await second.start()
+    try:
+        with pytest.raises(RetryLater) as held:
+            await (second or tg.app).channels["telegram"].send(str(gid), Message("别的消息"))
+        assert 3.9 <= held.value.delay <= 4.1 and tg.fake.returned_429 == 1  # held back, Telegram not asked
+    finally:
+        if second:
+            await second.stop()
     await run_until(tg, lambda: len(cards(tg, numbers)) == 3)
     assert cards(tg, numbers) == numbers
     assert tg.fake.flood_429 == 0 and tg.fake.returned_429 == 1

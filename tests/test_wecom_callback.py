@@ -1,6 +1,7 @@
 """The callback endpoints: the crypto test vector, and bad input → 4xx, nothing changed, worker alive."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -107,3 +108,30 @@ async def test_bad_callbacks_change_nothing(vbot: WecomBot) -> None:
     assert await fake.post_raw("app", body, params) == 200
     await vbot.settle()
     assert "/assign" in fake.texts("v-liming")[-1] or "值班" in fake.texts("v-liming")[-1]
+
+
+async def test_callback_is_answered_before_the_work_is_done(backend: Backend) -> None:
+    bot = await WecomBot.create(backend.database_url, backend.redis_url, backend.redis_prefix)
+    try:
+        fake = bot.fake
+        fake.gate = asyncio.Event()  # WeCom's API hangs: kf/sync_msg and the replies wait
+        assert await asyncio.wait_for(fake.resident_says("wmGATE0001", "你好"), 10) == [200]
+        assert await asyncio.wait_for(fake.member_says("v-liming", "/help"), 10) == [200]
+        assert fake.kf_texts("wmGATE0001") == [] and fake.texts("v-liming") == []
+        fake.gate.set()
+        await bot.settle()
+        assert len(fake.kf_texts("wmGATE0001")) == 2 and "值班" in fake.texts("v-liming")[-1]
+    finally:
+        await bot.close()
+
+
+async def test_a_failed_sync_is_tried_again_after_the_200(backend: Backend) -> None:
+    bot = await WecomBot.create(backend.database_url, backend.redis_url, backend.redis_prefix)
+    try:
+        fake = bot.fake
+        fake.fail_next["kf/sync_msg"] = -1  # WeCom is busy once; having answered 200, it will not call again
+        assert await fake.resident_says("wmBUSY0001", "你好") == [200]
+        await bot.settle()
+        assert len(fake.kf_texts("wmBUSY0001")) == 2  # greeting + menu all the same
+    finally:
+        await bot.close()

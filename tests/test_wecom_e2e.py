@@ -119,8 +119,20 @@ async def test_card_edit_without_a_code_becomes_a_short_text(bot: WecomBot) -> N
     await bot.resident("wmRESEDIT0001", "我的求助")
     await bot.click("wmRESEDIT0001", f"取消 …{number[-4:]}")  # no code left for the nudge card
     assert len(fake.cards[nudge].updates) == 1
+    # the on-duty members saw it taken; a later change that gives them nothing to do is no text for them
     for volunteer in ("v-liming", "v-zhangwei"):
-        assert "已取消" in fake.texts(volunteer)[-1] and number in fake.texts(volunteer)[-1]
+        assert not any("已取消" in text for text in fake.texts(volunteer))
+    assert any("取消" in text and number in text for text in fake.texts("v-wangfang"))  # the claimer is told
+
+
+async def test_card_without_a_code_tells_the_members_when_it_is_open_again(bot: WecomBot) -> None:
+    number = await ask_for_help(bot, "wmRESOPEN0001", service="打扫卫生")
+    nudge = cards_of(bot, "v-liming")[0]
+    await bot.member("c-zhao", f"/assign {number} 李明")  # spends the send code: taken
+    await bot.member("v-liming", "/tasks")
+    await bot.press("v-liming", "无法前往，退回", contains=number)  # given back: the members may claim again
+    assert len(bot.fake.cards[nudge].updates) == 1
+    assert any(number in text for text in bot.fake.texts("v-zhangwei"))
 
 
 async def test_logs_carry_no_personal_data_or_secrets(bot: WecomBot, caplog: pytest.LogCaptureFixture) -> None:
@@ -128,7 +140,8 @@ async def test_logs_carry_no_personal_data_or_secrets(bot: WecomBot, caplog: pyt
     await ask_for_help(bot, "wmRESLOG0001")
     await bot.press("v-liming", "接单")
     await bot.resident("wmRESLOG0001", "人工")
-    secrets = ("13812345678", "幸福路12号", "腿脚不便", bot.fake.app_secret, bot.fake.app_aes, bot.fake.kf_aes)
+    secrets = ("13812345678", "幸福路12号", "腿脚不便", bot.fake.app_secret, bot.fake.app_aes, bot.fake.kf_aes,
+               bot.fake.app_token, bot.fake.kf_token)
     for secret in secrets:
         assert secret not in caplog.text
     assert not any(token in caplog.text for token in bot.fake.tokens)

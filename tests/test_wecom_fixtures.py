@@ -62,3 +62,27 @@ async def test_documented_app_callbacks(bot: WecomBot) -> None:
         await bot.settle()
     texts = fake.texts("v-liming")
     assert "累计时长" in texts[0] and "过期" in texts[1]  # the stale click is answered, never an error
+
+
+async def test_kf_callback_for_another_kf_account_is_ignored(bot: WecomBot) -> None:
+    fake = bot.fake
+    fake.kf_users[USER].last_in = bot.clock.now()
+    fake.kf_log.append({"msgid": "msgOTHER1", "open_kfid": "wkOTHERACCOUNT1", "external_userid": USER,
+                        "send_time": epoch(bot.clock.now()), "origin": 3, "msgtype": "text",
+                        "text": {"content": "你好"}})
+    token = fake.next_id("synctok")
+    fake.sync_tokens.add(token)
+    assert await fake.push("kf", {"ToUserName": fake.corp_id, "CreateTime": epoch(bot.clock.now()),
+                                  "MsgType": "event", "Event": "kf_msg_or_event", "Token": token,
+                                  "OpenKfId": "wkOTHERACCOUNT1"}) == [200]
+    await bot.settle()
+    assert fake.violations == []  # not even a kf/sync_msg for an account that is not ours
+    assert fake.kf_texts(USER) == []
+
+
+async def test_kf_managed_by_the_app_calls_back_on_the_app_url(bot: WecomBot) -> None:
+    fake = bot.fake  # README: 微信客服 → 可调用接口的应用 = our app; WeCom then posts kf events to the app's URL
+    assert await fake.resident_says(USER, "你好", via="app", times=3) == [200, 200, 200]
+    await bot.settle()
+    assert len(fake.kf_texts(USER)) == 2 and "哪方面" in fake.kf_texts(USER)[-1]  # greeting + menu, once
+    assert fake.violations == []

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.channels.wecom import render
+from bot.channels.wecom.api import WecomError
 from flows.types import Button, Message
 from handlers.context import message_payload
 from storage import repo
@@ -130,3 +131,28 @@ async def test_hand_over_to_a_person_and_back(bot: WecomBot) -> None:
     await bot.resident(RES, "你好")
     assert "哪方面" in fake.kf_texts(RES)[-1]
     assert fake.violations == []
+
+
+async def test_kf_a_held_message_is_never_overtaken(bot: WecomBot) -> None:
+    fake = bot.fake
+    await bot.resident(RES, "我的求助")  # one reply: 4 of 5 left
+    long = "说明" * 400  # 2400 bytes: two kf messages
+    await enqueue(bot, "wecom_kf", RES, ["通知0", "通知1", "通知2", long, "通知3"])
+    assert fake.kf_texts(RES)[1:] == ["通知0", "通知1", "通知2"]  # the long one does not fit; 通知3 waits behind it
+    await bot.resident(RES, "我的求助")
+    after = fake.kf_texts(RES)[4:]
+    assert "".join(after[:2]) == long and after[2] == "通知3", after
+    assert fake.violations == []
+
+
+async def test_token_refused_again_is_refreshed_once_not_in_a_loop(bot: WecomBot) -> None:
+    fake = bot.fake
+    api = bot.app.channels["wecom"].api  # type: ignore[attr-defined]
+    calls = fake.token_calls
+    fake.expire_tokens()
+    fake.token_lifetime = 0  # every fresh token is refused too
+    with pytest.raises(WecomError) as refused:
+        await api.call("message/send", {"touser": "v-liming", "msgtype": "text", "agentid": fake.agent_id,
+                                        "text": {"content": "hi"}})
+    assert refused.value.errcode == 42001
+    assert fake.token_calls == calls + 1  # one refresh for the one failure, then the error

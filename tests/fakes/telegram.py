@@ -50,6 +50,7 @@ class FakeTelegram:
         self.chats: dict[int, list[ChatMessage]] = {}
         self.chat_info: dict[int, dict[str, Any]] = {}
         self.blocked_users: set[int] = set()
+        self.migrated: dict[int, int] = {}  # a group upgraded to a supergroup -> its new id
         self.faults: list[Fault] = []
         self.answers: dict[str, str] = {}  # callback query id -> the toast text ("" = none)
         self.open_queries: set[str] = set()
@@ -107,6 +108,8 @@ class FakeTelegram:
             body: dict[str, Any] = {"ok": False, "error_code": exc.status, "description": exc.description}
             if exc.retry_after is not None:
                 body["parameters"] = {"retry_after": exc.retry_after}
+            if exc.migrate_to_chat_id is not None:
+                body["parameters"] = {"migrate_to_chat_id": exc.migrate_to_chat_id}
             return web.json_response(body, status=exc.status)
         call.status = 200
         return web.json_response({"ok": True, "result": result})
@@ -215,6 +218,9 @@ class FakeTelegram:
                 "pending_update_count": len(self.pending)}
 
     def _chat(self, chat_id: int) -> list[ChatMessage]:
+        if chat_id in self.migrated:
+            raise ApiError(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                           migrate_to_chat_id=self.migrated[chat_id])
         if chat_id not in self.chat_info:
             raise ApiError(400, "Bad Request: chat not found")
         if chat_id in self.blocked_users:

@@ -32,9 +32,11 @@ def utf16_len(text: str) -> int:
 class ApiError(Exception):
     """An error answer: {"ok": false, "error_code", "description", "parameters"}."""
 
-    def __init__(self, status: int, description: str, retry_after: int | None = None) -> None:
+    def __init__(self, status: int, description: str, retry_after: int | None = None,
+                 migrate_to_chat_id: int | None = None) -> None:
         super().__init__(description)
         self.status, self.description, self.retry_after = status, description, retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
 
 
 @dataclass

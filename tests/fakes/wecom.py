@@ -9,6 +9,7 @@ valid 72 h; task ids are unique. Every refused call is recorded in `violations`.
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -67,6 +68,7 @@ class FakeWecom:
         self.kf_crypto = WeChatCrypto(kf_token, kf_aes, corp_id)
         self.tokens: dict[str, datetime] = {}
         self.token_calls = 0
+        self.token_lifetime = 7200.0  # seconds; 0 = WeCom refuses every new token at once (42001)
         self.violations: list[tuple[str, int, str]] = []
         self.dropped: list[tuple[str, dict[str, Any]]] = []
         self.app_inbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -81,6 +83,7 @@ class FakeWecom:
         self.trans_log: list[dict[str, Any]] = []
         self.fail_next: dict[str, int] = {}  # path -> errcode to answer once (e.g. 45009)
         self.empty_page_once = False  # kf/sync_msg quirk: has_more=1 with an empty list
+        self.gate: asyncio.Event | None = None  # when set up, API calls wait until it is set (a slow WeCom)
         self._seq = itertools.count(1)
         self.bot_url = ""
         self.last_push: tuple[str, bytes, dict[str, str]] = ("", b"", {})  # to replay a callback elsewhere
@@ -121,6 +124,8 @@ class FakeWecom:
 
     def _wrap(self, path: str, handler: Any) -> Any:
         async def route(request: web.Request) -> web.Response:
+            if self.gate is not None:
+                await self.gate.wait()
             token = request.query.get("access_token", "")
             if token not in self.tokens:
                 return self.error(path, 40014, "invalid access_token")
@@ -153,7 +158,7 @@ class FakeWecom:
         now = self.clock.now()
         live = [t for t, exp in self.tokens.items() if exp > now]
         token = live[0] if live else f"tok{next(self._seq)}{uuid.uuid4().hex[:8]}"
-        self.tokens.setdefault(token, now + timedelta(seconds=7200))
+        self.tokens.setdefault(token, now + timedelta(seconds=self.token_lifetime))
         return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200})
 
     def expire_tokens(self) -> None:
@@ -195,15 +200,17 @@ class FakeWecom:
                             "send_time": epoch(self.clock.now()), "origin": 4, "msgtype": "event",
                             "event": {"open_kfid": self.open_kfid, "external_userid": user, **event}})
 
-    async def notify_kf(self, times: int = 1) -> list[int]:
-        """Tell the bot there is something to sync (kf_msg_or_event)."""
+    async def notify_kf(self, times: int = 1, via: str = "kf") -> list[int]:
+        """Tell the bot there is something to sync (kf_msg_or_event). via="app": the kf account is managed
+        by the self-built app (微信客服 → 可调用接口的应用), so WeCom posts to the app's callback URL."""
         token = self.next_id("synctok")
         self.sync_tokens.add(token)
-        return await self.push("kf", {"ToUserName": self.corp_id, "CreateTime": epoch(self.clock.now()),
+        return await self.push(via, {"ToUserName": self.corp_id, "CreateTime": epoch(self.clock.now()),
                                       "MsgType": "event", "Event": "kf_msg_or_event", "Token": token,
                                       "OpenKfId": self.open_kfid}, times)
 
-    async def resident_says(self, user: str, text: str, menu_id: str | None = None, times: int = 1) -> list[int]:
+    async def resident_says(self, user: str, text: str, menu_id: str | None = None, times: int = 1,
+                            via: str = "kf") -> list[int]:
         """A WeChat user writes (or clicks a menu item) in the kf chat."""
         kf = self.kf_users[user]
         kf.last_in, kf.sent = self.clock.now(), 0
@@ -214,7 +221,7 @@ class FakeWecom:
             body["menu_id"] = menu_id
         self.kf_log.append({"msgid": self.next_id("msg"), "open_kfid": self.open_kfid, "external_userid": user,
                             "send_time": epoch(self.clock.now()), "origin": 3, "msgtype": "text", "text": body})
-        return await self.notify_kf(times)
+        return await self.notify_kf(times, via)
 
     async def resident_clicks(self, user: str, label: str, times: int = 1) -> list[int]:
         """Click the newest msgmenu item with this label."""

@@ -32,7 +32,7 @@ from flows.types import Message
 from handlers.context import message_payload
 from storage import channel_repo, repo
 from storage.db import Database
-from storage.models import GroupBinding
+from storage.models import GroupBinding, OutboxMessage
 from storage.sql import rowcount
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class TelegramChannel:
         markup = outbound.inline_markup(msg)
         await self._reserve(chat_id)
         await self._api(chat_id, lambda: self.bot.edit_message_text(parts[0], int(chat_id), int(message_id),
-                                                                    reply_markup=markup))
+                                                                    reply_markup=markup), sending=False)
         if len(parts) > 1:  # rare: an edit grew past the limit; the rest follows as new messages, never cut
             await self._send_parts(chat_id, msg.text, parts[1:], None)
 
@@ -156,7 +156,7 @@ class TelegramChannel:
             raise web.HTTPUnauthorized()
         try:
             update = Update.de_json(await request.json(), self.bot)
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except Exception:  # malformed JSON or fields PTB cannot parse (a date out of range …): the caller's fault
             raise web.HTTPBadRequest(text="not a Telegram update") from None
         await self.handle_update(update)
         return web.json_response({"ok": True})
@@ -202,10 +202,16 @@ class TelegramChannel:
         self.kick()
 
     async def _migrate(self, old: str, new: str) -> None:
-        """A group became a supergroup with a new id: its team binding follows it."""
+        """A group became a supergroup with a new id: its team binding and its waiting messages follow it."""
         async with self.db.transaction() as s:
-            moved = await rowcount(s, sql_update(GroupBinding).where(GroupBinding.channel == NAME,
-                                                                 GroupBinding.chat_id == old).values(chat_id=new))
+            await s.execute(sql_update(OutboxMessage).where(OutboxMessage.channel == NAME, OutboxMessage.chat_id == old,
+                                                            OutboxMessage.status == "pending").values(chat_id=new))
+        try:
+            async with self.db.transaction() as s:
+                moved = await rowcount(s, sql_update(GroupBinding).where(GroupBinding.channel == NAME,
+                                                                     GroupBinding.chat_id == old).values(chat_id=new))
+        except IntegrityError:  # the supergroup was bound already (someone sent /bind there)
+            return
         if moved:
             log.info("telegram: a bound group was upgraded to a supergroup; binding moved")
 
@@ -215,7 +221,7 @@ class TelegramChannel:
         if delay > 0:
             raise RetryLater(delay)
 
-    async def _api(self, chat_id: str, call: Callable[[], Any]) -> int | None:
+    async def _api(self, chat_id: str, call: Callable[[], Any], sending: bool = True) -> int | None:
         """Run one Bot API call; the message id it returns (None for an edit that changed nothing)."""
         try:
             result = await call()
@@ -225,7 +231,9 @@ class TelegramChannel:
             raise RetryLater(seconds) from None
         except ChatMigrated as exc:
             await self._migrate(chat_id, str(exc.new_chat_id))
-            raise PermanentSendError("the group moved to a new id; later messages go there") from None
+            if sending:  # this row (and the rest of the chat's queue) now has the new id: send it there
+                raise RetryLater(0.0) from None
+            raise PermanentSendError("the group moved to a new id; its old messages cannot be edited") from None
         except TelegramError as exc:
             if outbound.not_modified(exc):
                 return None

@@ -37,12 +37,16 @@ class Poller:
 
     async def run(self) -> None:
         """Poll until cancelled; errors are logged and retried, never fatal."""
-        offset = await self._load_offset()
+        offset: int | None = None
+        leading = False
         while True:
             try:
                 if not await self._lead():
+                    leading = False
                     await asyncio.sleep(5.0)
                     continue
+                if not leading:  # (re)gained the lead: go on where the last poller, maybe another worker, stopped
+                    offset, leading = await self._load_offset(), True
                 updates = await self.bot.get_updates(offset=offset, timeout=self.timeout,
                                                      allowed_updates=ALLOWED_UPDATES)
                 if updates:

@@ -24,6 +24,7 @@ from storage.models import ProcessedEvent
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024  # real callbacks are a few KB
+RETRY_DELAYS = (1.0, 4.0)  # seconds before handling a failed callback again (a sync, a reply: idempotent)
 Handler = Callable[[dict[str, str]], Awaitable[None]]
 
 
@@ -119,16 +120,22 @@ class CallbackEndpoint:
         return web.Response(text="")
 
     async def _run(self, msg: dict[str, str], digest: str) -> None:
-        try:
-            await self.handle(msg)
-        except Exception:
-            log.exception("%s: handling a callback failed; WeCom's retry may redo it", self.name)
+        for delay in (*RETRY_DELAYS, None):  # WeCom does not call again once it has had our 200
             try:
-                async with self.db.transaction() as s:
-                    await s.execute(delete(ProcessedEvent).where(ProcessedEvent.channel == f"{self.name}:cb",
-                                                                 ProcessedEvent.event_id == digest))
+                await self.handle(msg)
+                return
             except Exception:
-                log.exception("%s: could not forget a failed callback", self.name)
+                if delay is None:
+                    log.exception("%s: handling a callback failed for good", self.name)
+                    break
+                log.warning("%s: handling a callback failed; again in %.0fs", self.name, delay, exc_info=True)
+                await asyncio.sleep(delay)
+        try:  # a late retry by WeCom (our 200 did not reach it in time) may still redo it
+            async with self.db.transaction() as s:
+                await s.execute(delete(ProcessedEvent).where(ProcessedEvent.channel == f"{self.name}:cb",
+                                                             ProcessedEvent.event_id == digest))
+        except Exception:
+            log.exception("%s: could not forget a failed callback", self.name)
 
     async def idle(self) -> None:
         """Wait until every callback received so far has been handled (tests, shutdown)."""

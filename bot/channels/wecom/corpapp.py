@@ -101,10 +101,16 @@ class AppChannel:
             return
         if card.digest == render.digest(msg):
             return  # nothing changed: keep the codes for a real change
-        if not await self._update(message_id, msg):
-            await self.send(chat_id, Message(msg.text))  # no code left: a short text instead, never fail
+        if not await self._update(message_id, msg) and self._worth_a_text(card.digest, chat_id, msg):
+            await self.send(chat_id, Message(msg.text))  # no code left: a text instead, never fail
         async with self.db.transaction() as s:
             await store.card_save(s, message_id, chat_id, render.digest(msg), self.clock.now())
+
+    @staticmethod
+    def _worth_a_text(old_digest: str, chat_id: str, msg: Message) -> bool:
+        """Without a code the change goes out as a text: always to one person, but to a team's on-duty
+        members only when it changes what they can do (taken, open again), not the claimer's progress."""
+        return "|" not in chat_id or old_digest.startswith("b") != bool(msg.buttons)
 
     async def _update(self, task_id: str, msg: Message) -> bool:
         while True:
@@ -132,6 +138,9 @@ class AppChannel:
 
     # ---- inbound -------------------------------------------------------------------------------
     async def _on_callback(self, msg: dict[str, str]) -> None:
+        if msg.get("Event") == "kf_msg_or_event" and self.kf is not None and msg.get("ToUserName") == self.corp_id:
+            await self.kf.on_kf_event(msg)  # kf managed by this app: WeCom posts its events to the app's URL
+            return
         user = msg.get("FromUserName", "")
         if msg.get("ToUserName") != self.corp_id or not user or len(user) > 64:
             log.warning("wecom: callback for another corp or without a sender ignored")

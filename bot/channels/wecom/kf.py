@@ -85,7 +85,8 @@ class KfChannel:
         """Send within the budget (a message with buttons is one msgmenu), else hold it."""
         payloads = render.kf_payloads(msg)
         async with self.db.transaction() as s:
-            if not await store.kf_reserve(s, chat_id, len(payloads), self.clock.now()):
+            if await store.kf_has_held(s, chat_id) or not await store.kf_reserve(s, chat_id, len(payloads),
+                                                                                   self.clock.now()):
                 raise WaitForInbound()
         msgid = ""
         for i, body in enumerate(payloads):
@@ -119,11 +120,18 @@ class KfChannel:
         raise PermanentSendError("kf messages cannot be edited")
 
     # ---- inbound -------------------------------------------------------------------------------
+    async def on_kf_event(self, msg: dict[str, str]) -> None:
+        """A decrypted kf_msg_or_event callback, on the kf URL or (kf managed by the app) the app's URL."""
+        await self._on_callback(msg)
+
     async def _on_callback(self, msg: dict[str, str]) -> None:
         if msg.get("Event") != "kf_msg_or_event" or not msg.get("Token"):
             log.info("kf callback ignored (%s)", msg.get("Event") or msg.get("MsgType"))
             return
-        await self.sync(msg["Token"], msg.get("OpenKfId") or self.open_kfid)
+        if (msg.get("OpenKfId") or self.open_kfid) != self.open_kfid:
+            log.info("kf callback for another kf account of the corp ignored")
+            return  # its customers are not our residents, and our account could not answer them
+        await self.sync(msg["Token"], self.open_kfid)
 
     async def sync(self, token: str, open_kfid: str) -> None:
         """Pull new messages with kf/sync_msg from the persisted cursor, page by page."""

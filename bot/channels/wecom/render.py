@@ -92,6 +92,7 @@ def card(msg: Message, task_id: str) -> dict[str, Any]:
 
 
 def digest(msg: Message) -> str:
-    """A fingerprint of what a message shows (to skip edits that change nothing)."""
+    """A fingerprint of what a message shows (to skip edits that change nothing); its first letter says
+    whether it had buttons ("b") or not ("t")."""
     raw = json.dumps([msg.text, [[b.text, b.data] for b in msg.flat_buttons()]], ensure_ascii=False)
-    return hashlib.sha256(raw.encode()).hexdigest()
+    return ("b" if msg.buttons else "t") + hashlib.sha256(raw.encode()).hexdigest()[:63]

@@ -9,7 +9,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import repo
-from storage.models import WecomCard, WecomKfSent, WecomKfSession, WecomResponseCode
+from storage.models import OutboxMessage, WecomCard, WecomKfSent, WecomKfSession, WecomResponseCode
 from storage.sql import _insert, rowcount
 
 KF_WINDOW = timedelta(hours=48) - timedelta(minutes=1)  # a minute's margin for clock skew
@@ -45,6 +45,13 @@ async def kf_reserve(s: AsyncSession, user: str, n: int, now: datetime) -> bool:
         WecomKfSession.sent_since_inbound + n <= KF_PER_MESSAGE,
     ).values(sent_since_inbound=WecomKfSession.sent_since_inbound + n, updated_at=now)
     return await rowcount(s, stmt) == 1
+
+
+async def kf_has_held(s: AsyncSession, user: str) -> bool:
+    """Whether earlier messages to the resident are held: a later one must wait behind them (order)."""
+    q = select(OutboxMessage.id).where(OutboxMessage.channel == "wecom_kf", OutboxMessage.chat_id == user,
+                                       OutboxMessage.status == "held").limit(1)
+    return (await s.execute(q)).first() is not None
 
 
 async def kf_refund(s: AsyncSession, user: str, n: int) -> None:

@@ -39,8 +39,9 @@ class _SdkLog:
         log.debug("sdk: %s", message[:120])
 
     def warn(self, message: str, *args: Any) -> None:
-        """SDK warnings (an unknown frame's content is not logged)."""
-        log.info("sdk: %s", "unknown frame" if message.startswith("Received unknown frame") else message[:160])
+        """SDK warnings (the content of an unknown or malformed frame is not logged)."""
+        frame = message.startswith(("Received unknown frame", "Received invalid message format"))
+        log.info("sdk: %s", message.split(":", 1)[0] if frame else message[:160])
 
     def error(self, message: str, *args: Any) -> None:
         """SDK errors."""
