@@ -1,7 +1,7 @@
 """Leader election through a database lease: exactly one worker holds a named role (such as the smart
 robot's single WebSocket connection) at a time; another takes over within seconds if it dies.
 
-The lease is one row in `leases`, taken or renewed by a conditional write (storage.repo.try_lease), so
+The lease is one row in `leases`, taken or renewed by a conditional write (storage.channel_repo.try_lease), so
 it works on SQLite and PostgreSQL without Redis. Lease times are real wall-clock time, never the app's
 (possibly frozen or shifted) Clock: liveness is about real seconds.
 """
@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from storage import repo
+from storage import channel_repo
 from storage.db import Database, utcnow
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Lease:
         """Take the lease if it is free or expired, extend it if it is ours; True while we hold it."""
         try:
             async with self.db.transaction() as s:
-                got = await repo.try_lease(s, self.name, self.holder, self._now(), self.ttl)
+                got = await channel_repo.try_lease(s, self.name, self.holder, self._now(), self.ttl)
         except Exception as exc:  # the database is unreachable: we cannot prove we still lead
             log.warning("lease %s: renew failed (%s)", self.name, type(exc).__name__)
             got = False
@@ -53,11 +53,11 @@ class Lease:
         self.held = False
         try:
             async with self.db.transaction() as s:
-                await repo.release_lease(s, self.name, self.holder)
+                await channel_repo.release_lease(s, self.name, self.holder)
         except Exception as exc:
             log.warning("lease %s: release failed (%s); it expires by itself", self.name, type(exc).__name__)
 
     async def holder_now(self) -> str | None:
         """Who holds the lease at this moment (None if nobody)."""
         async with self.db.transaction() as s:
-            return await repo.lease_holder(s, self.name, self._now())
+            return await channel_repo.lease_holder(s, self.name, self._now())

@@ -401,15 +401,3 @@ async def ensure_identity(s: AsyncSession, channel: str, external_id: str, perso
     if row is None:
         s.add(Identity(channel=channel, external_id=external_id, person_id=person_id, chat_id=chat_id,
                        display_name=name))
-
-
-# channel state, leases, link codes and bindings live in storage/channel_repo.py; re-exported here
-from storage.channel_repo import (  # noqa: E402
-    get_channel_state,
-    lease_holder,
-    release_lease,
-    set_channel_state,
-    try_lease,
-)
-
-__all__ = ["get_channel_state", "lease_holder", "release_lease", "set_channel_state", "try_lease"]
