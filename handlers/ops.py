@@ -66,19 +66,23 @@ async def nudge(ctx: Ctx, req_id: int, team_id: str, people: list[Person], bindi
 
 
 async def card_undeliverable(ctx: Ctx, req_id: int, ledger_kind: str, channel: str, chat_id: str) -> None:
-    """A group card could not be posted for good (the WeCom robot was refused): the on-duty members get
-    the WeCom app cards nudge() held back for that group, and the coordinators are told."""
+    """A group card could not be posted for good (the bot was removed from the group, the WeCom robot was
+    refused): the coordinators are told which group to check; for the WeCom robot the on-duty members
+    also get the WeCom app cards nudge() held back for that group."""
     req = await repo.get_request(ctx.s, req_id)
-    if ledger_kind != "group_card" or channel != "wecom_bot" or req is None or req.status != rq.OPEN:
+    if ledger_kind != "group_card" or req is None or req.status != rq.OPEN:
         return
     binding = await ctx.s.get(GroupBinding, (channel, chat_id))
     team_id = binding.team_id if binding else req.team_id
-    if team_id not in ctx.cfg.channels.wecom.aibot.fallback_teams:  # a fallback team had its app cards
-        on = await duty.on_duty(ctx, team_id)
-        others = {i.channel for i in await repo.identities_of(ctx.s, [p.id for p in on])} - {"wecom"}
-        await ctx.post_to_all(on, req.id, "nudge", skip_channels=frozenset(others))
     team = ctx.cfg.team(team_id)
-    await notify_coordinators(ctx, lambda loc: Message(t(loc, "wecom_bot.card_failed", number=req.number,
+    key = "coord.group_card_failed"
+    if channel == "wecom_bot":
+        key = "wecom_bot.card_failed"
+        if team_id not in ctx.cfg.channels.wecom.aibot.fallback_teams:  # a fallback team had its app cards
+            on = await duty.on_duty(ctx, team_id)
+            others = {i.channel for i in await repo.identities_of(ctx.s, [p.id for p in on])} - {"wecom"}
+            await ctx.post_to_all(on, req.id, "nudge", skip_channels=frozenset(others))
+    await notify_coordinators(ctx, lambda loc: Message(t(loc, key, number=req.number, channel=channel,
                               team=team.name if team else team_id)), req.station_id)
 
 

@@ -215,3 +215,15 @@ async def test_the_fake_refuses_what_telegram_refuses() -> None:
         await bot.shutdown()
         await stranger.shutdown()
         await fake.close()
+
+
+async def test_a_group_that_lost_the_bot_is_reported_to_the_coordinators(tg: TgSim) -> None:
+    """The bot was removed from the bound group: the card fails for good and the coordinators hear of it."""
+    assert tg.fake is not None and tg.app is not None
+    tg.fake.faults.append(Fault("sendMessage", 403, chat_id=tg.uid(GROUP)))
+    [number] = await open_requests(tg, 1)
+    await tg.app.settle()  # the card fails for good ...
+    await tg.app.settle()  # ... and the alert it caused goes out
+    assert cards(tg, [number]) == []
+    alert = await tg.last("c-zhao")
+    assert number in alert and "幸福社区为老服务队" in alert and "telegram" in alert

@@ -142,6 +142,8 @@ class FakeTelegram:
                     self.returned_429 += 1
                     self._blocked_until[int(chat_id)] = self.clock.now() + timedelta(seconds=fault.retry_after or 1)
                     raise ApiError(429, f"Too Many Requests: retry after {fault.retry_after}", fault.retry_after)
+                if fault.status == 403:
+                    raise ApiError(403, "Forbidden: bot was kicked from the group chat")
                 raise ApiError(fault.status, "Internal Server Error" if fault.status == 500 else "Bad Gateway")
 
     def _flood_check(self, chat_id: int) -> None:
