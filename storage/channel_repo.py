@@ -54,6 +54,12 @@ async def lease_holder(s: AsyncSession, name: str, now: datetime) -> str | None:
     return row.holder if row is not None and row.until > now else None
 
 
+async def live_lease_holders(s: AsyncSession, prefix: str, now: datetime) -> list[str]:
+    """Holders of the unexpired leases whose names start with `prefix` (workers taking part in a role)."""
+    q = select(Lease.holder).where(Lease.name.startswith(prefix, autoescape=True), Lease.until > now)
+    return list((await s.execute(q)).scalars())
+
+
 # ---- link codes ------------------------------------------------------------------------------------
 
 async def find_staff(s: AsyncSession, key: str) -> Person | None:

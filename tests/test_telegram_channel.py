@@ -2,6 +2,7 @@
 restarts, stale buttons, contact and location, deep links, edits, two workers, logs."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -9,7 +10,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from bot.app import App
 from flows.i18n import t
+from storage.channel_repo import live_lease_holders
+from storage.db import utcnow
 from storage.models import ProcessedEvent
 from tests.conftest import Backend
 from tests.fakes.telegram import fixture
@@ -43,6 +47,24 @@ async def test_transport_registers_itself(make: Factory, mode: str) -> None:
         assert tg.fake.webhook is None and tg.fake.count("deleteWebhook") == 1
     await tg.stop()
     assert tg.fake.webhook is None  # webhook mode deletes it on stop
+
+
+async def test_only_the_last_webhook_worker_deletes_the_webhook(make: Factory) -> None:
+    tg = await make("webhook")
+    assert tg.fake is not None and tg.app is not None
+    second = App(tg.cfg, clock=tg.clock, redis_prefix=tg.redis_prefix)  # another worker on the same database
+    await second.start()
+    for _ in range(250):  # until both workers have announced themselves
+        async with tg.app.db.transaction() as s:
+            if len(await live_lease_holders(s, "telegram:webhook:", utcnow())) == 2:
+                break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the webhook workers never took their leases")
+    await tg.stop()
+    assert tg.fake.webhook is not None  # the other worker still receives updates through it
+    await second.stop()
+    assert tg.fake.webhook is None  # the last one out deletes it
 
 
 async def test_webhook_without_the_secret_is_refused(make: Factory) -> None:

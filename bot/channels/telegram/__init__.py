@@ -26,12 +26,13 @@ from bot.channels.telegram import inbound, outbound
 from bot.channels.telegram.polling import ALLOWED_UPDATES, Poller, release
 from bot.clock import Clock
 from bot.config_channels import TelegramConfig
+from bot.leader import Lease
 from bot.ratelimit import RateLimiter
 from flows.i18n import t
 from flows.types import Message
 from handlers.context import message_payload
 from storage import channel_repo, repo
-from storage.db import Database
+from storage.db import Database, utcnow
 from storage.models import GroupBinding, OutboxMessage
 from storage.sql import rowcount
 
@@ -42,6 +43,8 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("telegram").setLevel(logging.INFO)
 NAME = inbound.NAME
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+WEBHOOK_LEASE = "telegram:webhook:"  # + the worker: one lease per running webhook worker
+WEBHOOK_LEASE_TTL = 60.0
 
 
 class TelegramChannel:
@@ -64,6 +67,9 @@ class TelegramChannel:
         self._task: asyncio.Task[None] | None = None
         self._holder = f"{os.getpid()}:{id(self):x}"
         self._polling = cfg.transport == "polling"
+        # in webhook mode each worker holds a lease of its own while it runs
+        self._lease = Lease(db, WEBHOOK_LEASE + self._holder, ttl=WEBHOOK_LEASE_TTL, holder=self._holder)
+        self._presence: asyncio.Task[None] | None = None
 
     # ---- Channel protocol --------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
@@ -76,16 +82,19 @@ class TelegramChannel:
         connected = await self._connect()
         if self._polling or not connected:
             self._task = asyncio.create_task(self._run(connected), name="telegram")
+        if not self._polling:
+            self._presence = asyncio.create_task(self._present(), name="telegram-webhook-worker")
 
     async def stop(self) -> None:
         """Stop polling (the offset is saved after every batch) or delete the webhook."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._presence):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         try:
             if self._polling:
                 await release(self.db, self._holder)
-            else:
+            elif await self._last_webhook_worker():  # others still serve the webhook: leave it registered
                 await self.bot.delete_webhook()
         except (TelegramError, OSError) as exc:
             log.warning("telegram: could not clean up on stop (%s)", type(exc).__name__)
@@ -114,6 +123,19 @@ class TelegramChannel:
                                                                     reply_markup=markup), sending=False)
         if len(parts) > 1:  # rare: an edit grew past the limit; the rest follows as new messages, never cut
             await self._send_parts(chat_id, msg.text, parts[1:], None)
+
+    # ---- webhook workers ---------------------------------------------------------------------------
+    async def _present(self) -> None:
+        """Keep this worker's webhook lease alive (the last worker to stop deletes the webhook)."""
+        while True:
+            await self._lease.renew()
+            await asyncio.sleep(WEBHOOK_LEASE_TTL / 3)
+
+    async def _last_webhook_worker(self) -> bool:
+        await self._lease.release()
+        async with self.db.transaction() as s:
+            others = await channel_repo.live_lease_holders(s, WEBHOOK_LEASE, utcnow())
+        return not others
 
     # ---- connection and polling --------------------------------------------------------------------
     async def _connect(self) -> bool:
