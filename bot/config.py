@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.config_channels import ENV_SECRETS, ChannelsConfig, Strict
+from bot.config_channels import ChannelsConfig, Strict, apply_env
 from flows.catalog import Catalog, Category, Service, Station
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -390,19 +390,6 @@ def format_errors(exc: ValidationError, data: Any) -> str:
             msg = f"{err['input']!r} is not a valid id (up to 41 lowercase letters, digits, '-' or '_')"
         lines.extend(f"{loc or '(top level)'}: {line}" for line in msg.splitlines() or [""])
     return "\n".join(lines)
-
-
-def apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
-    """Put secrets given as WUWEI_* environment variables into the config data (env wins)."""
-    for var, path in ENV_SECRETS.items():
-        if not env.get(var):
-            continue
-        node = data
-        for key in path[:-1]:
-            if not isinstance(node.get(key), dict):
-                node[key] = {}
-            node = node[key]
-        node[path[-1]] = env[var]
 
 
 def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:

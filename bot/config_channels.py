@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -124,3 +124,16 @@ ENV_SECRETS = {
     "WUWEI_WECOM_KF_AES_KEY": ("channels", "wecom", "kf", "encoding_aes_key"),
     "WUWEI_WECOM_AIBOT_SECRET": ("channels", "wecom", "aibot", "secret"),
 }
+
+
+def apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
+    """Put secrets given as WUWEI_* environment variables into the config data (env wins)."""
+    for var, path in ENV_SECRETS.items():
+        if not env.get(var):
+            continue
+        node = data
+        for key in path[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[path[-1]] = env[var]

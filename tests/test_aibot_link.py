@@ -17,12 +17,17 @@ from tests.test_aibot import ELDERLY, GROUP, TEAM, card_text, close, fake, menti
 __all__ = ["fake"]  # the fixture
 
 
-async def test_holder_stops_another_worker_takes_over(backend: Backend, fake: FakeAibot) -> None:
+async def two_workers(backend: Backend, fake: FakeAibot) -> tuple[Sim, Sim]:
+    """Worker A (holding the robot's connection) and worker B, on one database and clock."""
     cfg = demo_config(backend.database_url, backend.redis_url, aibot_config(fake))
     clock = Clock(frozen_at=MONDAY_10AM_UTC)
     a = await Sim(cfg, clock, redis_prefix=backend.redis_prefix).start()
     await fake.wait_for(lambda: fake.live(), what="worker A to subscribe")
-    b = await Sim(cfg, clock, redis_prefix=backend.redis_prefix).start()
+    return a, await Sim(cfg, clock, redis_prefix=backend.redis_prefix).start()
+
+
+async def test_holder_stops_another_worker_takes_over(backend: Backend, fake: FakeAibot) -> None:
+    a, b = await two_workers(backend, fake)
     try:
         await mention(fake, f"/bind {TEAM}")
         first = await b.ask_for_help("r-take1", *ELDERLY)  # B queues the card; A, the holder, pushes it
@@ -128,11 +133,7 @@ async def test_heartbeats_and_a_silent_connection_is_replaced(backend: Backend, 
 
 
 async def test_killed_holder_is_replaced_when_its_lease_runs_out(backend: Backend, fake: FakeAibot) -> None:
-    cfg = demo_config(backend.database_url, backend.redis_url, aibot_config(fake))
-    clock = Clock(frozen_at=MONDAY_10AM_UTC)
-    a = await Sim(cfg, clock, redis_prefix=backend.redis_prefix).start()
-    await fake.wait_for(lambda: fake.live(), what="worker A to subscribe")
-    b = await Sim(cfg, clock, redis_prefix=backend.redis_prefix).start()
+    a, b = await two_workers(backend, fake)
     try:
         await mention(fake, f"/bind {TEAM}")
         first = await b.ask_for_help("r-kill1", *ELDERLY)
