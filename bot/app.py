@@ -17,7 +17,6 @@ from bot.ratelimit import make_rate_limiter
 from bot.scheduler import Scheduler
 from bot.seed import sync_config
 from storage.db import Database
-from storage.locks import make_locks
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +28,13 @@ class App:
         self.cfg = cfg
         self.clock = clock or Clock()
         self.db = Database(cfg.storage.database_url)
-        self.locks = make_locks(cfg.storage.redis_url, prefix=redis_prefix + "lock:")
         self.redis_prefix = redis_prefix
         # one limiter for every channel: shared through Redis when several workers send
-        self.limiter = make_rate_limiter(cfg.storage.redis_url, self.clock, prefix=redis_prefix + "rate:")
+        self.limiter = make_rate_limiter(cfg.storage.redis_url, self.clock, prefix=redis_prefix + "rate:",
+                                         share=cfg.storage.redis_fallback_workers)
         self.channels: dict[str, Channel] = {}
         self.outbox = Outbox(cfg, self.db, self.channels, self.clock)
-        self.dispatcher = Dispatcher(cfg, self.db, self.locks, self.clock, on_outbox=self._kick)
+        self.dispatcher = Dispatcher(cfg, self.db, self.clock, on_outbox=self._kick)
         self.outbox.on_card_failed = self.dispatcher.card_undeliverable
         self.scheduler = Scheduler(self.db, self.dispatcher, self.clock, cfg.timings.tick_seconds)
         self.web = web.Application(client_max_size=1024 * 1024)
@@ -102,8 +101,7 @@ class App:
             await channel.stop()
         if self._runner:
             await self._runner.cleanup()
-        for resource in (self.locks, self.limiter):
-            aclose = getattr(resource, "aclose", None)
-            if aclose:
-                await aclose()
+        aclose = getattr(self.limiter, "aclose", None)
+        if aclose:
+            await aclose()
         await self.db.dispose()

@@ -44,6 +44,8 @@ class StorageConfig(Strict):
 
     database_url: str = "sqlite+aiosqlite:///data/wuwei.db"
     redis_url: str | None = None
+    # while Redis is unreachable each worker sends within 1/N of every platform limit on its own
+    redis_fallback_workers: int = Field(default=2, ge=1, le=64)
 
     @field_validator("database_url")
     @classmethod

@@ -3,6 +3,8 @@ send a row twice, retried with backoff, and request cards recorded in the messag
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -16,17 +18,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.channels.base import Channel, PermanentSendError, RetryLater, WaitForInbound
 from bot.clock import Clock
 from bot.config import Config
+from bot.leader import worker_id
 from flows.i18n import norm_locale, t
 from flows.types import Button, Message
 from handlers.context import message_payload
 from handlers.views import render
 from storage import repo
-from storage.db import Database
-from storage.models import OutboxMessage
+from storage.db import Database, utcnow
+from storage.models import HelpRequest, OutboxMessage
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(seconds=60)
+# A leased row is this worker's to send. Leases are short and renewed while the work goes on, so the rows of a
+# worker that died (kill -9) are taken over within LEASE; they are real time, not the app's (maybe frozen) Clock.
+LEASE = timedelta(seconds=10)
+RENEW_SECONDS = 3.0
 MAX_ATTEMPTS = 12
+
+
+def content_hash(msg: Message) -> str:
+    """What a copy of a message shows (text, buttons, phone key): an unchanged copy is never edited again."""
+    shown = json.dumps(message_payload(msg), ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(shown.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -66,6 +78,8 @@ class Outbox:
         self._pass_lock = asyncio.Lock()
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.holder = worker_id()[-64:]
+        self._held: set[int] = set()  # rows leased by this worker and not done yet (the heartbeat renews them)
         # called when a request card is given up on (refused for good, or out of attempts): the app wires
         # it to Dispatcher.card_undeliverable (e.g. a WeCom group card falls back to 1:1 app cards)
         self.on_card_failed: Callable[[int, str, str, str], Awaitable[None]] | None = None
@@ -124,11 +138,33 @@ class Outbox:
             lanes = await self._lease()
             if not lanes:
                 return 0
-            results = await asyncio.gather(*(self._deliver_lane(rows) for rows in lanes.values()))
+            self._held = {r.id for rows in lanes.values() for r in rows}
+            heartbeat = asyncio.create_task(self._heartbeat(), name="outbox-lease")
+            try:
+                results = await asyncio.gather(*(self._deliver_lane(rows) for rows in lanes.values()))
+            finally:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
+                self._held = set()
             return sum(results)
 
+    async def _heartbeat(self) -> None:
+        """Keep this pass's leases while it runs (a long rate-limited lane must not be taken over)."""
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            ids = sorted(self._held)
+            if not ids:
+                continue
+            try:
+                async with self.db.transaction() as s:
+                    await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids),
+                                                                OutboxMessage.lease_until.is_not(None))
+                                    .values(lease_until=utcnow() + LEASE))
+            except Exception as exc:
+                log.warning("outbox: could not renew leases (%s)", type(exc).__name__)
+
     async def _lease(self) -> OrderedDict[tuple[str, str], list[_Row]]:
-        now = self.clock.now()
+        now, real_now = self.clock.now(), utcnow()
         async with self.db.transaction() as s:
             q = select(OutboxMessage).where(OutboxMessage.status == "pending").order_by(OutboxMessage.id).limit(500)
             pending = list((await s.execute(q)).scalars())
@@ -138,7 +174,7 @@ class Outbox:
                 lane = (row.channel, row.chat_id)
                 if lane in blocked:
                     continue
-                if row.next_attempt_at > now or (row.lease_until is not None and row.lease_until > now):
+                if row.next_attempt_at > now or (row.lease_until is not None and row.lease_until > real_now):
                     blocked.add(lane)  # an earlier row of this chat waits: keep the order
                     continue
                 lanes.setdefault(lane, []).append(row)
@@ -146,9 +182,9 @@ class Outbox:
             if not ids:
                 return OrderedDict()
             # the lease is a conditional write: a row another worker leased meanwhile is not taken again
-            free = or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until <= now)
+            free = or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until <= real_now)
             stmt = (update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending", free)
-                    .values(lease_until=now + LEASE).returning(OutboxMessage.id))
+                    .values(lease_until=real_now + LEASE).returning(OutboxMessage.id))
             got = set((await s.execute(stmt)).scalars())
             out: OrderedDict[tuple[str, str], list[_Row]] = OrderedDict()
             for lane, rows in lanes.items():
@@ -171,6 +207,7 @@ class Outbox:
     async def _release_leases(self, rows: list[_Row]) -> None:
         if not rows:
             return
+        self._held.difference_update(r.id for r in rows)
         async with self.db.transaction() as s:
             await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows]))
                             .values(lease_until=None))
@@ -204,7 +241,8 @@ class Outbox:
             log.warning("outbox row %s: send failed (%s), retry in %.0fs", row.id, type(exc).__name__, delay)
             await self._retry(row, delay, count=True, error=f"{type(exc).__name__}: {exc}"[:300])
             return False
-        await self._finish(row.id, "sent", None)
+        if row.kind != "card":  # a card is marked sent together with its ledger entry
+            await self._finish(row.id, "sent", None)
         return True
 
     async def _detail_undeliverable(self, row: _Row) -> None:
@@ -238,17 +276,20 @@ class Outbox:
         channel = self._channel(row.channel)
         msg = await self._render(row.request_id, row.ledger_kind, row.channel, row.chat_id)
         if msg is None:
+            await self._finish(row.id, "sent", None)  # nothing to show any more
             return
         message_id = await channel.send(row.chat_id, msg)
+        # recorded at once, in one transaction with the sent mark: a worker dying after this never sends it again
         async with self.db.transaction() as s:
             await repo.add_ledger(s, row.request_id, row.channel, row.chat_id, message_id, row.ledger_kind,
-                                  self.clock.now())
+                                  self.clock.now(), content_hash(msg))
+            await self._mark(s, row.id, "sent", None)
         # the request may have changed while we were sending: make this copy current
         latest = await self._render(row.request_id, row.ledger_kind, row.channel, row.chat_id)
         if latest is None or latest == msg:
             return
         try:
-            await channel.edit(row.chat_id, message_id, latest)
+            await self._edit_copy(channel, row.request_id, row.chat_id, message_id, latest)
         except Exception as exc:  # the card is out and recorded: never send it again, bring it up to date later
             log.info("outbox row %s: card sent, its update deferred (%s)", row.id, type(exc).__name__)
             async with self.db.transaction() as s:
@@ -256,31 +297,47 @@ class Outbox:
                                    request_id=row.request_id)
             self.kick()
 
-    async def _deliver_refresh(self, row: _Row) -> None:
-        """Re-render every recorded copy of a request's messages, on every enabled channel."""
-        assert row.request_id is not None
+    async def _edit_copy(self, channel: Channel, request_id: int, chat_id: str, message_id: str,
+                         msg: Message) -> None:
+        """Edit one recorded copy and remember what it shows now."""
+        await channel.edit(chat_id, message_id, msg)
         async with self.db.transaction() as s:
+            await repo.set_ledger_hash(s, channel.name, chat_id, message_id, content_hash(msg))
+
+    async def _deliver_refresh(self, row: _Row) -> None:
+        """Re-render every recorded copy of a request's messages, on every enabled channel, in one read; edit
+        only the copies whose content changed. Each edit is recorded as it is made, so a refresh that is
+        interrupted (rate limit, a dead worker) resumes where it stopped."""
+        assert row.request_id is not None
+        stale: list[tuple[Channel, str, str, Message]] = []
+        async with self.db.read() as s:
+            req = await repo.get_request(s, row.request_id)
+            if req is None:
+                return
             entries = await repo.ledger_for(s, row.request_id, ["group_card", "nudge", "reminder", "detail"])
-            copies = [(e.channel, e.chat_id, e.message_id, e.kind) for e in entries]
-        for channel_name, chat_id, message_id, kind in copies:
-            channel = self.channels.get(channel_name)
-            if channel is None:
-                continue
-            msg = await self._render(row.request_id, kind, channel_name, chat_id)
-            if msg is None:
-                continue
+            for e in entries:
+                channel = self.channels.get(e.channel)
+                if channel is None:
+                    continue
+                msg = await self._render_in(s, req, e.kind, e.channel, e.chat_id)
+                if e.content_hash != content_hash(msg):
+                    stale.append((channel, e.chat_id, e.message_id, msg))
+        for channel, chat_id, message_id, msg in stale:
             try:
-                await channel.edit(chat_id, message_id, msg)
+                await self._edit_copy(channel, row.request_id, chat_id, message_id, msg)
             except PermanentSendError as exc:  # one copy gone (chat blocked, message deleted): update the rest
-                log.info("a copy of request %s on %s cannot be updated: %s", row.request_id, channel_name, exc)
+                log.info("a copy of request %s on %s cannot be updated: %s", row.request_id, channel.name, exc)
 
     async def _render(self, request_id: int, kind: str, channel: str, chat_id: str) -> Message | None:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             req = await repo.get_request(s, request_id)
             if req is None:
                 return None
-            locale = self.cfg.locale if kind == "group_card" else await self._chat_locale(s, channel, chat_id)
-            return await render(s, self.cfg, req, kind, channel, chat_id, locale)
+            return await self._render_in(s, req, kind, channel, chat_id)
+
+    async def _render_in(self, s: AsyncSession, req: HelpRequest, kind: str, channel: str, chat_id: str) -> Message:
+        locale = self.cfg.locale if kind == "group_card" else await self._chat_locale(s, channel, chat_id)
+        return await render(s, self.cfg, req, kind, channel, chat_id, locale)
 
     async def _chat_locale(self, s: object, channel: str, chat_id: str) -> str:
         from storage.models import Identity, Person
@@ -292,14 +349,19 @@ class Outbox:
 
     async def _finish(self, row_id: int, status: str, error: str | None) -> None:
         async with self.db.transaction() as s:
-            await s.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(
-                status=status, error=error, lease_until=None, sent_at=self.clock.now() if status == "sent" else None))
+            await self._mark(s, row_id, status, error)
+
+    async def _mark(self, s: AsyncSession, row_id: int, status: str, error: str | None) -> None:
+        self._held.discard(row_id)
+        await s.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(
+            status=status, error=error, lease_until=None, sent_at=self.clock.now() if status == "sent" else None))
 
     async def _retry(self, row: _Row, delay: float, count: bool, error: str) -> None:
         attempts = row.attempts + (1 if count else 0)
         status = "failed" if attempts >= MAX_ATTEMPTS else "pending"
         if status == "failed":
             log.error("outbox row %s gave up after %d attempts", row.id, attempts)
+        self._held.discard(row.id)
         async with self.db.transaction() as s:
             await s.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(
                 status=status, attempts=attempts, error=error, lease_until=None,

@@ -7,6 +7,8 @@ comes from the app's Clock, so tests move it by hand.
 """
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -14,9 +16,11 @@ from datetime import datetime
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from bot.clock import Clock
 
+log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1)
 EDGE = 0.001  # a send exactly one window after the oldest one still shares its window: wait past it
 
@@ -115,17 +119,43 @@ return 1
 
 
 class RedisRateLimiter:
-    """Windows in Redis sorted sets, checked and counted in one Lua script: shared by every worker."""
+    """Windows in Redis sorted sets, checked and counted in one Lua script: shared by every worker.
 
-    def __init__(self, client: aioredis.Redis, clock: Clock, prefix: str = "wuwei:rate:") -> None:
+    When Redis does not answer, sending goes on: each worker then keeps its own windows with its share
+    (1/`share`) of every limit, and asks Redis again after `RETRY_REDIS` seconds."""
+
+    RETRY_REDIS = 5.0
+
+    def __init__(self, client: aioredis.Redis, clock: Clock, prefix: str = "wuwei:rate:", share: int = 2) -> None:
         self.client, self.clock, self.prefix = client, clock, prefix
         self._reserve = client.register_script(_RESERVE)
         self._block = client.register_script(_BLOCK)
+        self.share = max(1, share)
+        self._fallback = LocalRateLimiter(clock)
+        self._down_until = 0.0  # monotonic time until which Redis is not asked
+
+    def _redis_down(self, exc: Exception) -> None:
+        if time.monotonic() >= self._down_until:
+            log.warning("rate limiter: Redis unreachable (%s); each worker keeps 1/%d of every limit for now",
+                        type(exc).__name__, self.share)
+        self._down_until = time.monotonic() + self.RETRY_REDIS
+
+    def _own_share(self, rules: list[Rule]) -> list[Rule]:
+        return [Rule(r.key, max(1, r.limit // self.share), r.window) for r in rules]
 
     async def reserve(self, rules: list[Rule]) -> float:
         """See RateLimiter.reserve."""
         if not rules:
             return 0.0
+        if time.monotonic() < self._down_until:
+            return await self._fallback.reserve(self._own_share(rules))
+        try:
+            return await self._reserve_shared(rules)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._redis_down(exc)
+            return await self._fallback.reserve(self._own_share(rules))
+
+    async def _reserve_shared(self, rules: list[Rule]) -> float:
         keys = [self.prefix + "w:" + r.key for r in rules] + [self.prefix + "b:" + r.key for r in rules]
         args: list[str | float | int] = [repr(_seconds(self.clock)), len(rules), uuid.uuid4().hex]
         for r in rules:
@@ -133,20 +163,25 @@ class RedisRateLimiter:
         return max(0.0, float(await self._reserve(keys=keys, args=args)))
 
     async def block(self, key: str, seconds: float) -> None:
-        """See RateLimiter.block."""
+        """See RateLimiter.block (kept in this worker too, so it holds while Redis is away)."""
+        await self._fallback.block(key, seconds)
         until = _seconds(self.clock) + seconds
         ttl_ms = int(seconds * 1000) + 60000
-        await self._block(keys=[self.prefix + "b:" + key], args=[repr(until), ttl_ms])
+        try:
+            await self._block(keys=[self.prefix + "b:" + key], args=[repr(until), ttl_ms])
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._redis_down(exc)
 
     async def aclose(self) -> None:
         """Close the Redis client."""
         await self.client.aclose()
 
 
-def make_rate_limiter(redis_url: str | None, clock: Clock, prefix: str = "wuwei:rate:") -> RateLimiter:
+def make_rate_limiter(redis_url: str | None, clock: Clock, prefix: str = "wuwei:rate:",
+                      share: int = 2) -> RateLimiter:
     """Redis-backed when a Redis URL is configured (several workers), else in-process."""
     if redis_url:
         from storage.locks import make_redis
 
-        return RedisRateLimiter(make_redis(redis_url), clock, prefix)
+        return RedisRateLimiter(make_redis(redis_url), clock, prefix, share)
     return LocalRateLimiter(clock)

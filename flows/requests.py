@@ -19,6 +19,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "start": (frozenset({CLAIMED}), STARTED),
     "finish": (frozenset({CLAIMED, STARTED}), FINISHED),
     "cancel": (frozenset({OPEN, CLAIMED}), CANCELLED),
+    "escalate": (frozenset({OPEN}), OPEN),  # passed to the parent level's team: only while nobody has it
 }
 
 

@@ -5,6 +5,19 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class ConversationKey:
+    """Whose conversation an event belongs to: one person in one chat on one channel. Built once per
+    event by the dispatcher; every conversation-state read and write goes through it."""
+
+    channel: str
+    chat: str
+    user: str
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.chat}:{self.user}"
+
+
+@dataclass(frozen=True)
 class Button:
     """One button: the words shown and the short callback data sent back on a press."""
 

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flows.catalog import Catalog
 from flows.i18n import norm_locale
-from flows.types import Message
+from flows.types import ConversationKey, Message
 from storage import repo
-from storage.models import HelpRequest, Person
+from storage.models import ConversationState, HelpRequest, Person
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -43,7 +43,20 @@ class Ctx:
     cfg: Config
     catalog: Catalog
     now: datetime  # naive UTC
+    key: ConversationKey | None = None  # the event's conversation (None for timers)
+    state: ConversationState | None = None  # its state, read once after the conversation lock
     outbox_ids: list[int] = field(default_factory=list)
+
+    async def set_state(self, flow: str, data: dict[str, object]) -> None:
+        """Replace the state of this event's conversation."""
+        assert self.key is not None, "a timer has no conversation"
+        await repo.set_state(self.s, self.key, flow, data, self.now)
+
+    async def clear_state(self) -> None:
+        """Forget the state of this event's conversation."""
+        assert self.key is not None, "a timer has no conversation"
+        await repo.clear_state(self.s, self.key)
+        self.state = None
 
     @property
     def tz(self) -> ZoneInfo:

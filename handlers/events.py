@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from flows.types import ConversationKey
+
 
 @dataclass(frozen=True)
 class InboundEvent:
@@ -24,6 +26,11 @@ class InboundEvent:
     locale: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def key(self) -> ConversationKey:
+        """The conversation this event belongs to (the person in this chat on this channel)."""
+        return ConversationKey(self.channel, self.chat_id, self.user_id)
+
 
 @dataclass
 class Handled:
@@ -32,3 +39,5 @@ class Handled:
     answer: str | None = None
     duplicate: bool = False
     outbox_ids: list[int] = field(default_factory=list)
+    failed: bool = False  # nothing was kept: do not acknowledge, let the platform deliver it again
+    gave_up: bool = False  # it failed too often: recorded as handled, the person got an apology

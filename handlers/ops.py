@@ -104,14 +104,17 @@ async def escalate(ctx: Ctx, req: HelpRequest, from_team: str, why: str) -> None
     routed = await repo.routed_team_ids(ctx.s, req.id)
     view = await view_of(ctx.s, ctx.cfg, req, ctx.cfg.locale)
     if parent is not None and parent.id not in routed:
-        await repo.update_request(ctx.s, req.id, team_id=parent.id, escalation_level=req.escalation_level + 1)
+        # conditional: a claim that got there first (another worker, a moment ago) keeps the request
+        if not await repo.transition(ctx.s, req.id, "escalate", team_id=parent.id,
+                                     escalation_level=req.escalation_level + 1):
+            return
         req.team_id, req.escalation_level = parent.id, req.escalation_level + 1
         await notify_coordinators(ctx, lambda loc: Message(t(loc, f"coord.escalated_{why}", number=req.number,
                                   service=view.service, community=view.community, team=parent.name,
                                   from_team=team.name if team else from_team)), req.station_id)
         await ctx.refresh(req.id)
         await dispatch(ctx, req, parent.id, "escalate")
-    else:
+    elif await repo.transition(ctx.s, req.id, "escalate"):  # still open (and held until we commit)
         await repo.add_history(ctx.s, req.id, None, "stuck", ctx.now, why=why)
         await notify_coordinators(ctx, lambda loc: Message(t(loc, f"coord.stuck_{why}", number=req.number,
                                   service=view.service, community=view.community)), req.station_id)
@@ -145,8 +148,8 @@ async def can_claim(ctx: Ctx, req: HelpRequest, person: Person | None) -> str | 
 
 async def claim(ctx: Ctx, req: HelpRequest, volunteer: Person, via: str, actor: str) -> bool:
     """Give the request to a volunteer if it is still open (one conditional write). True if it was."""
-    won = await repo.transition(ctx.s, req.id, [rq.OPEN], rq.CLAIMED, volunteer_id=volunteer.id,
-                                claimed_at=ctx.now)
+    won = await repo.transition(ctx.s, req.id, "claim" if via == "press" else "assign",
+                                volunteer_id=volunteer.id, claimed_at=ctx.now)
     if not won:
         return False
     req = await repo.get_request(ctx.s, req.id) or req
@@ -164,8 +167,7 @@ async def claim(ctx: Ctx, req: HelpRequest, volunteer: Person, via: str, actor: 
 
 async def release(ctx: Ctx, req: HelpRequest, volunteer: Person) -> bool:
     """The claimer gives the request back: it is open to everyone again."""
-    if not await repo.transition(ctx.s, req.id, [rq.CLAIMED, rq.STARTED], rq.OPEN, volunteer_id=None,
-                                 claimed_at=None, started_at=None):
+    if not await repo.transition(ctx.s, req.id, "release", volunteer_id=None, claimed_at=None, started_at=None):
         return False
     await repo.release_claims(ctx.s, req.id, ctx.now)
     await repo.add_history(ctx.s, req.id, volunteer.id, "released", ctx.now)
@@ -179,7 +181,7 @@ async def release(ctx: Ctx, req: HelpRequest, volunteer: Person) -> bool:
 
 async def start(ctx: Ctx, req: HelpRequest, volunteer: Person) -> bool:
     """The claimer sets off (出发)."""
-    if not await repo.transition(ctx.s, req.id, [rq.CLAIMED], rq.STARTED, started_at=ctx.now):
+    if not await repo.transition(ctx.s, req.id, "start", started_at=ctx.now):
         return False
     await repo.add_history(ctx.s, req.id, volunteer.id, "started", ctx.now)
     await ctx.refresh(req.id)
@@ -198,7 +200,7 @@ def default_hours(ctx: Ctx, req: HelpRequest) -> float:
 async def finish(ctx: Ctx, req: HelpRequest, volunteer: Person) -> bool:
     """Service done: record hours (to be confirmed), ask the resident for a rating."""
     hours = default_hours(ctx, req)
-    if not await repo.transition(ctx.s, req.id, [rq.CLAIMED, rq.STARTED], rq.FINISHED, finished_at=ctx.now,
+    if not await repo.transition(ctx.s, req.id, "finish", finished_at=ctx.now,
                                  hours=hours):
         return False
     req = await repo.get_request(ctx.s, req.id) or req
@@ -227,16 +229,17 @@ async def ask_rating(ctx: Ctx, req: HelpRequest) -> None:
     """Ask the resident to rate a finished request (and remember we are waiting for it)."""
     view = await view_of(ctx.s, ctx.cfg, req, req.locale)
     await ctx.say_to_resident(req, rq.rating_prompt(view, req.locale))
-    key = resident_state_key(req.channel, req.chat_id, req.resident_id)
+    key = await repo.resident_key(ctx.s, req.resident_id, req.channel, req.chat_id)
     if await repo.get_state(ctx.s, key) is None:
         await repo.set_state(ctx.s, key, "rating", {"request_id": req.id}, ctx.now)
 
 
 async def cancel(ctx: Ctx, req: HelpRequest, actor: Person) -> bool:
     """The resident cancels an open or claimed request; the claimer is told."""
-    volunteer_id = req.volunteer_id
-    if not await repo.transition(ctx.s, req.id, [rq.OPEN, rq.CLAIMED], rq.CANCELLED, closed_at=ctx.now):
+    moved = await repo.transition(ctx.s, req.id, "cancel", closed_at=ctx.now)
+    if moved is None:
         return False
+    volunteer_id = moved.volunteer_id  # as written: a claim that won a moment ago is told, too
     await repo.add_history(ctx.s, req.id, actor.id, "cancelled", ctx.now)
     await repo.cancel_timers(ctx.s, req.id, ["remind", "escalate", "rate"])
     await ctx.refresh(req.id)
@@ -244,7 +247,3 @@ async def cancel(ctx: Ctx, req: HelpRequest, actor: Person) -> bool:
         await ctx.say_to(vol, lambda loc: Message(t(loc, "detail.cancelled_by_resident", number=req.number)))
     return True
 
-
-def resident_state_key(channel: str, chat_id: str, user_id: str) -> str:
-    """The conversation-state key of a person in a chat."""
-    return f"{channel}:{chat_id}:{user_id}"

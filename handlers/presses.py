@@ -31,17 +31,33 @@ async def on_press(ctx: Ctx, ev: InboundEvent, person: Person | None) -> str | N
     return await handler(ctx, ev, person, req, cb)
 
 
+async def settled_answer(ctx: Ctx, ev: InboundEvent) -> str | None:
+    """The answer to a press that can change nothing, known from a read alone (no write, no lock): 接单 on a
+    card someone already has. Under a burst of presses on one card only the first ones go on to write."""
+    cb = callbacks.parse(ev.data)
+    if cb is None or cb.action != "claim" or not cb.target.isdigit() or int(cb.target) >= 2**31:
+        return None
+    req = await repo.get_request(ctx.s, int(cb.target))
+    if req is None or req.status == rq.OPEN:
+        return None
+    person = await repo.person_for_identity(ctx.s, ev.extra.get("identity_channel") or ev.channel, ev.user_id)
+    return _taken(ctx.locale_of(person), req, person)
+
+
+def _taken(loc: str, req: HelpRequest, person: Person | None) -> str:
+    return t(loc, "claim.already_yours" if person is not None and req.volunteer_id == person.id else "claim.taken")
+
+
 async def _claim(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
                  cb: callbacks.Callback) -> str:
     loc = ctx.locale_of(person)
-    if req.status != rq.OPEN:
-        return t(loc, "claim.taken" if req.volunteer_id != (person and person.id) else "claim.already_yours")
     why = await ops.can_claim(ctx, req, person)
     if why is not None or person is None:
         return t(loc, why or "claim.not_volunteer")
+    # no status check here: the one conditional write decides (a read could be stale on another worker)
     if await ops.claim(ctx, req, person, via="press", actor=person.id):
         return t(loc, "claim.won", number=req.number)
-    return t(loc, "claim.taken")
+    return _taken(loc, await repo.get_request(ctx.s, req.id) or req, person)
 
 
 def _own(person: Person | None, req: HelpRequest) -> bool:
@@ -90,8 +106,7 @@ async def rate(ctx: Ctx, ev: InboundEvent, person: Person, req: HelpRequest, sta
     if not await repo.add_rating(ctx.s, req.id, stars, ctx.now):
         return t(loc, "rating.already")
     await repo.add_history(ctx.s, req.id, person.id, "rated", ctx.now, stars=stars)
-    key = ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id)
-    await repo.set_state(ctx.s, key, "rating_comment", {"request_id": req.id}, ctx.now)
+    await ctx.set_state("rating_comment", {"request_id": req.id})
     no = Button(t(loc, "rating.no_comment"), callbacks.make("nocomment", req.id))
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "rating.thanks"), ((no,),)))
     if stars <= 2:
@@ -104,7 +119,7 @@ async def rate(ctx: Ctx, ev: InboundEvent, person: Person, req: HelpRequest, sta
 async def _no_comment(ctx: Ctx, ev: InboundEvent, person: Person | None, req: HelpRequest,
                       cb: callbacks.Callback) -> str:
     loc = ctx.locale_of(person)
-    await repo.clear_state(ctx.s, ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id))
+    await ctx.clear_state()
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "rating.bye")))
     return t(loc, "rating.bye_short")
 
@@ -126,8 +141,7 @@ async def _hours_set(ctx: Ctx, ev: InboundEvent, person: Person | None, req: Hel
     loc = ctx.locale_of(person)
     if not _own(person, req) or req.status != rq.FINISHED:
         return t(loc, "press.not_yours")
-    key = ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id)
-    await repo.set_state(ctx.s, key, "hours", {"request_id": req.id}, ctx.now)
+    await ctx.set_state("hours", {"request_id": req.id})
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "hours.type", max=rq.fmt_hours(ctx.cfg.timings.hours_max))))
     return t(loc, "hours.type_short")
 

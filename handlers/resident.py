@@ -51,10 +51,9 @@ async def crisis(ctx: Ctx, ev: InboundEvent, person: Person, kind: str) -> None:
 
 async def converse(ctx: Ctx, ev: InboundEvent, person: Person) -> str | None:
     """Handle a private message or an intake press; returns a toast for presses."""
-    key = ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id)
-    state = await repo.get_state(ctx.s, key)
+    state = ctx.state
     if state is not None and ctx.now - state.updated_at > STATE_TTL:
-        await repo.clear_state(ctx.s, key)
+        await ctx.clear_state()
         state = None
     text = (ev.text or "").strip()
     loc = ctx.locale_of(person)
@@ -65,12 +64,12 @@ async def converse(ctx: Ctx, ev: InboundEvent, person: Person) -> str | None:
         await crisis(ctx, ev, person, kind)
         return None
     if state is not None and state.flow == "intake":
-        return await _intake_step(ctx, ev, person, key, dict(state.data))
+        return await _intake_step(ctx, ev, person, dict(state.data))
     if state is not None and state.flow in ("rating", "rating_comment") and not ev.data:
-        if await _rating_text(ctx, ev, person, key, state.flow, state.data, text):
+        if await _rating_text(ctx, ev, person, state.flow, state.data, text):
             return None
     if ev.data:  # a press on an old intake button with no form open
-        await _start_intake(ctx, ev, person, key)
+        await _start_intake(ctx, ev, person)
         return t(loc, "press.stale")
     if text.lower() in words("kw.mine"):
         await show_requests(ctx, ev, person)
@@ -78,25 +77,25 @@ async def converse(ctx: Ctx, ev: InboundEvent, person: Person) -> str | None:
     if text.lower() in words("kw.cancel") or text.lower() == "/cancel":
         await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "intake.nothing_to_cancel")))
         return None
-    await _start_intake(ctx, ev, person, key)
+    await _start_intake(ctx, ev, person)
     return None
 
 
-async def _start_intake(ctx: Ctx, ev: InboundEvent, person: Person, key: str) -> None:
+async def _start_intake(ctx: Ctx, ev: InboundEvent, person: Person) -> None:
     res = intake.start(intake_context(ctx, person, ev.extra.get("station_hint")))
     for msg in res.messages:
         await ctx.say(ev.channel, ev.chat_id, msg)
-    await repo.set_state(ctx.s, key, "intake", res.state or {}, ctx.now)
+    await ctx.set_state("intake", res.state or {})
 
 
-async def _intake_step(ctx: Ctx, ev: InboundEvent, person: Person, key: str, data: dict[str, object]) -> str | None:
+async def _intake_step(ctx: Ctx, ev: InboundEvent, person: Person, data: dict[str, object]) -> str | None:
     res = intake.step(data, _input(ev), intake_context(ctx, person))
     for msg in res.messages:
         await ctx.say(ev.channel, ev.chat_id, msg)
     if res.state is not None:
-        await repo.set_state(ctx.s, key, "intake", res.state, ctx.now)
+        await ctx.set_state("intake", res.state)
         return None
-    await repo.clear_state(ctx.s, key)
+    await ctx.clear_state()
     if res.submit is not None:
         await ops.submit(ctx, person, ev.channel, ev.chat_id, res.submit)
     elif res.action == "my_requests":
@@ -104,21 +103,21 @@ async def _intake_step(ctx: Ctx, ev: InboundEvent, person: Person, key: str, dat
     return None
 
 
-async def _rating_text(ctx: Ctx, ev: InboundEvent, person: Person, key: str, flow: str,
+async def _rating_text(ctx: Ctx, ev: InboundEvent, person: Person, flow: str,
                        data: dict[str, object], text: str) -> bool:
     """A typed rating (1–5) or comment; False when the text is something else entirely."""
     req = await repo.get_request(ctx.s, int(str(data["request_id"])))
     if req is None:
-        await repo.clear_state(ctx.s, key)
+        await ctx.clear_state()
         return False
     if flow == "rating":
         stars = text.count("⭐") or (int(text[0]) if text[:1].isdigit() and len(text) <= 2 else 0)
         if not 1 <= stars <= 5:
-            await repo.clear_state(ctx.s, key)
+            await ctx.clear_state()
             return False
         await presses.rate(ctx, ev, person, req, stars)
         return True
-    await repo.clear_state(ctx.s, key)
+    await ctx.clear_state()
     loc = ctx.locale_of(person)
     if text.lower() not in words("kw.no_comment"):
         await repo.set_rating_comment(ctx.s, req.id, text[:500])

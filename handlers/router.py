@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from flows import callbacks
 from flows.i18n import t
 from flows.types import Message
-from handlers import ops, presses, resident, staff, timers
+from handlers import presses, resident, staff, timers
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from storage import repo
@@ -61,7 +61,7 @@ async def _group(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[boo
 async def _command(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
     if person is None or not ev.text:
         return False, None
-    state = await repo.get_state(ctx.s, ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id))
+    state = ctx.state
     if state is not None and state.flow == "intake" and not ev.text.startswith("/"):
         return False, None  # in the middle of a form, words are answers
     if ev.text.strip().lower() in ("/cancel", "/start"):
@@ -72,7 +72,7 @@ async def _command(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[b
 async def _hours(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
     if person is None or not person.is_volunteer:
         return False, None
-    state = await repo.get_state(ctx.s, ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id))
+    state = ctx.state
     if state is None or state.flow != "hours":
         return False, None
     await staff.on_hours_text(ctx, ev, person, state.data)
@@ -91,6 +91,8 @@ HANDLERS: list[Handler] = [_timer, _press, _group, _command, _hours, _conversati
 async def route(ctx: Ctx, ev: InboundEvent) -> str | None:
     """Run the first handler that takes the event; returns the toast for a press."""
     person = None if ev.kind == "timer" else await identify(ctx, ev)
+    if ctx.key is not None:
+        ctx.state = await repo.get_state(ctx.s, ctx.key)  # once per event, after the conversation lock
     for handler in HANDLERS:
         taken, answer = await handler(ctx, ev, person)
         if taken:

@@ -237,10 +237,9 @@ async def on_command(ctx: Ctx, ev: InboundEvent, person: Person) -> bool:
 async def on_hours_text(ctx: Ctx, ev: InboundEvent, person: Person, data: dict[str, object]) -> None:
     """The volunteer typed corrected hours for a finished service."""
     loc = ctx.locale_of(person)
-    key = ops.resident_state_key(ev.channel, ev.chat_id, ev.user_id)
     req = await repo.get_request(ctx.s, int(str(data.get("request_id"))))
     if req is None or req.volunteer_id != person.id or req.status != rq.FINISHED:
-        await repo.clear_state(ctx.s, key)
+        await ctx.clear_state()
         return
     text = (ev.text or "").strip().replace("小时", "").replace("h", "")
     try:
@@ -253,7 +252,7 @@ async def on_hours_text(ctx: Ctx, ev: InboundEvent, person: Person, data: dict[s
         return
     await ops.record_hours(ctx, req, person, hours)
     await repo.add_history(ctx.s, req.id, person.id, "hours", ctx.now, hours=hours)
-    await repo.clear_state(ctx.s, key)
+    await ctx.clear_state()
     total, _, points, _ = await repo.volunteer_totals(ctx.s, person.id, ctx.local().year)
     await _reply(ctx, ev, t(loc, "hours.confirmed", hours=rq.fmt_hours(hours), total=rq.fmt_hours(total),
                             points=rq.fmt_hours(points)))

@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -62,7 +62,12 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_on_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock up front, so a transaction that reads then writes waits
     # (busy_timeout) for another process's writer instead of failing with SQLITE_BUSY mid-way.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read-only transaction (Database.read) begins DEFERRED: WAL lets it read beside the writer.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("wuwei_read") else "BEGIN IMMEDIATE")
+
+
+# pg_advisory_xact_lock(int, int): a key space of our own (the test suite's session lock uses bigint keys)
+CONVERSATION_LOCK_CLASS = 0x77770001
 
 
 class Database:
@@ -80,7 +85,10 @@ class Database:
         else:
             self.engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite has a single writer: queue writers here rather than spin on "database is locked".
+        self.read_sessionmaker = async_sessionmaker(self.engine.execution_options(wuwei_read=True),
+                                                    expire_on_commit=False)
+        # SQLite has a single writer: queue this process's writers here (first come, first served) rather
+        # than let them poll in SQLite's busy handler. Reads (Database.read) never wait for it.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
@@ -94,6 +102,22 @@ class Database:
         lock = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
         async with lock, self.sessionmaker() as session, session.begin():
             yield session
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """Yield a session for reading only: it takes no write lock and waits for no writer."""
+        async with self.read_sessionmaker() as session, session.begin():
+            yield session
+
+    async def lock_conversation(self, session: AsyncSession, key: str) -> None:
+        """Hold one conversation exclusively until this transaction ends, across every worker. PostgreSQL:
+        a transaction-scoped advisory lock (it cannot outlive its owner: a dead worker's connection ends
+        its transaction). SQLite: the transaction already holds the database's one write lock."""
+        if self.dialect == "postgresql":
+            await session.execute(text("SELECT pg_advisory_xact_lock(:cls, hashtext(:key))"),
+                                  {"cls": CONVERSATION_LOCK_CLASS, "key": key})
+        else:
+            await session.connection()  # emits the (lazy) BEGIN IMMEDIATE now, if nothing has yet
 
     async def upgrade(self) -> None:
         """Migrate this database to the newest revision."""

@@ -209,6 +209,17 @@ class ProcessedEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
+class EventFailure(Base):
+    """How often handling an inbound event has failed: it is retried by its platform until it succeeds or
+    gives up after a bounded number of tries (a poison event must not be retried forever)."""
+
+    __tablename__ = "event_failures"
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
 class OutboxMessage(Base):
     """A message to deliver, written in the same transaction as the change that caused it."""
 
@@ -242,6 +253,8 @@ class LedgerEntry(Base):
     message_id: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16))  # group_card | nudge | detail
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # what this copy shows now (a hash of its rendered text and buttons): an unchanged copy is never re-edited
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (UniqueConstraint("channel", "chat_id", "message_id", name="uq_ledger_message"),)
 

@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flows.requests import TRANSITIONS
+from flows.types import ConversationKey
 from storage.models import (
     Claim,
     ConversationState,
     Counter,
     DutyOverride,
+    EventFailure,
     GroupBinding,
     HelpRequest,
     Identity,
@@ -41,7 +45,16 @@ async def mark_processed(s: AsyncSession, channel: str, event_id: str, now: date
 
 async def prune_processed(s: AsyncSession, before: datetime) -> int:
     """Forget event ids older than any platform redelivers (keeps the dedupe table small)."""
+    await s.execute(delete(EventFailure).where(EventFailure.last_at < before))
     return await rowcount(s, delete(ProcessedEvent).where(ProcessedEvent.at < before))
+
+
+async def count_failure(s: AsyncSession, channel: str, event_id: str, now: datetime) -> int:
+    """Count one more failed attempt at handling an event; returns how many there have been."""
+    stmt = _insert(s)(EventFailure).values(channel=channel, event_id=event_id, attempts=1, last_at=now)
+    stmt = stmt.on_conflict_do_update(index_elements=["channel", "event_id"],
+                                      set_={"attempts": EventFailure.attempts + 1, "last_at": now})
+    return int((await s.execute(stmt.returning(EventFailure.attempts))).scalar_one())
 
 
 # ---- people -------------------------------------------------------------------------------------
@@ -117,24 +130,33 @@ async def group_bindings(s: AsyncSession, team_id: str) -> list[GroupBinding]:
 
 # ---- conversation state ---------------------------------------------------------------------------
 
-async def get_state(s: AsyncSession, key: str) -> ConversationState | None:
-    """The conversation state stored under a key."""
-    return await s.get(ConversationState, key)
+async def get_state(s: AsyncSession, key: ConversationKey) -> ConversationState | None:
+    """The conversation state of one person in one chat."""
+    return await s.get(ConversationState, str(key))
 
 
-async def set_state(s: AsyncSession, key: str, flow: str, data: dict[str, Any], now: datetime) -> None:
+async def set_state(s: AsyncSession, key: ConversationKey, flow: str, data: dict[str, Any], now: datetime) -> None:
     """Store (replace) a conversation state."""
-    row = await s.get(ConversationState, key)
+    row = await s.get(ConversationState, str(key))
     if row is None:
-        s.add(ConversationState(key=key, flow=flow, data=data, updated_at=now))
+        s.add(ConversationState(key=str(key), flow=flow, data=data, updated_at=now))
     else:
         row.flow, row.data, row.updated_at = flow, data, now
     await s.flush()
 
 
-async def clear_state(s: AsyncSession, key: str) -> None:
+async def clear_state(s: AsyncSession, key: ConversationKey) -> None:
     """Forget a conversation state."""
-    await s.execute(delete(ConversationState).where(ConversationState.key == key))
+    await s.execute(delete(ConversationState).where(ConversationState.key == str(key)))
+
+
+async def resident_key(s: AsyncSession, person_id: str, channel: str, chat_id: str) -> ConversationKey:
+    """The conversation key of a person in a private chat, found from their account there (a timer or
+    another person's press may need to set the state the person's own next message will read)."""
+    q = select(Identity.external_id).where(Identity.person_id == person_id, Identity.channel == channel,
+                                           Identity.chat_id == chat_id)
+    user = (await s.execute(q.limit(1))).scalar_one_or_none()
+    return ConversationKey(channel, chat_id, user or chat_id)
 
 
 # ---- requests ----------------------------------------------------------------------------------------
@@ -168,13 +190,24 @@ async def request_by_number(s: AsyncSession, number: str) -> HelpRequest | None:
     return (await s.execute(q)).scalar_one_or_none()
 
 
-async def transition(s: AsyncSession, request_id: int, frm: Iterable[str], to: str, **values: Any) -> bool:
-    """One conditional write: move the request to `to` only if it is still in `frm`. True if we won."""
+@dataclass(frozen=True)
+class Moved:
+    """A transition that happened, with the request's claimer as it is after it."""
+
+    volunteer_id: str | None
+
+
+async def transition(s: AsyncSession, request_id: int, action: str, **values: Any) -> Moved | None:
+    """One conditional write built from the flow's transition table: do `action` only if the request is
+    still in a status it may start from. None if it was not (another event got there first)."""
+    frm, to = TRANSITIONS[action]
     stmt = (update(HelpRequest)
-            .where(HelpRequest.id == request_id, HelpRequest.status.in_(list(frm)))
+            .where(HelpRequest.id == request_id, HelpRequest.status.in_(sorted(frm)))
             .values(status=to, **values)
+            .returning(HelpRequest.volunteer_id)
             .execution_options(synchronize_session=False))
-    return await rowcount(s, stmt) == 1
+    row = (await s.execute(stmt)).first()
+    return Moved(row[0]) if row is not None else None
 
 
 async def update_request(s: AsyncSession, request_id: int, **values: Any) -> None:
@@ -320,11 +353,18 @@ async def enqueue(s: AsyncSession, now: datetime, channel: str, chat_id: str, ki
 
 
 async def add_ledger(s: AsyncSession, request_id: int, channel: str, chat_id: str, message_id: str, kind: str,
-                     now: datetime) -> None:
-    """Remember where a copy of a request's card landed."""
+                     now: datetime, content_hash: str | None = None) -> None:
+    """Remember where a copy of a request's card landed (and what it shows, when known)."""
     stmt = _insert(s)(LedgerEntry).values(request_id=request_id, channel=channel, chat_id=chat_id,
-                                          message_id=message_id, kind=kind, created_at=now)
+                                          message_id=message_id, kind=kind, created_at=now, content_hash=content_hash)
     await s.execute(stmt.on_conflict_do_nothing())
+
+
+async def set_ledger_hash(s: AsyncSession, channel: str, chat_id: str, message_id: str, content_hash: str) -> None:
+    """Remember what a recorded copy shows after an edit."""
+    await s.execute(update(LedgerEntry).where(LedgerEntry.channel == channel, LedgerEntry.chat_id == chat_id,
+                                              LedgerEntry.message_id == message_id)
+                    .values(content_hash=content_hash))
 
 
 async def ledger_for(s: AsyncSession, request_id: int, kinds: Iterable[str]) -> list[LedgerEntry]:

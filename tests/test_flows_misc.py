@@ -195,6 +195,7 @@ ALLOWED = {
     "start": {rq.CLAIMED},
     "finish": {rq.CLAIMED, rq.STARTED},
     "cancel": {rq.OPEN, rq.CLAIMED},
+    "escalate": {rq.OPEN},
 }
 STATUSES = (rq.OPEN, rq.CLAIMED, rq.STARTED, rq.FINISHED, rq.CANCELLED)
 
@@ -208,7 +209,7 @@ def test_allowed_transitions(action: str, status: str) -> None:
 def test_next_status() -> None:
     assert {a: rq.next_status(a) for a in ALLOWED} == {
         "claim": rq.CLAIMED, "assign": rq.CLAIMED, "release": rq.OPEN, "start": rq.STARTED,
-        "finish": rq.FINISHED, "cancel": rq.CANCELLED}
+        "finish": rq.FINISHED, "cancel": rq.CANCELLED, "escalate": rq.OPEN}
 
 
 def test_finished_and_cancelled_are_final() -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text, update
 
 from storage.db import Database, alembic_config, utcnow
-from storage.locks import LocalLocks, Locks, RedisLocks, make_locks, make_redis
+from storage.locks import LocalLocks
 from storage.models import Base, HelpRequest, Person, Team
 
 from .conftest import Backend
@@ -27,14 +28,21 @@ async def db(backend: Backend) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def locks(backend: Backend) -> AsyncIterator[Locks]:
-    """LocalLocks on sqlite, RedisLocks (with the test's prefix) on postgres."""
-    if backend.redis_url is None:
-        yield LocalLocks()
-        return
-    impl = RedisLocks(make_redis(backend.redis_url), prefix=backend.redis_prefix)
-    yield impl
-    await impl.aclose()
+async def two_workers(backend: Backend) -> AsyncIterator[tuple[Database, Database]]:
+    """Two engines on one migrated database, as two worker processes have."""
+    first, second = Database(backend.database_url), Database(backend.database_url)
+    await first.upgrade()
+    yield first, second
+    await first.dispose()
+    await second.dispose()
+
+
+@contextlib.asynccontextmanager
+async def conversation(db: Database, key: str) -> AsyncIterator[None]:
+    """Hold a conversation as the dispatcher does: inside a transaction, until it ends."""
+    async with db.transaction() as s:
+        await db.lock_conversation(s, key)
+        yield
 
 
 def _schema_diffs(sync_conn) -> list:  # type: ignore[no-untyped-def]
@@ -134,12 +142,13 @@ async def test_concurrent_conditional_update_has_one_winner(db: Database) -> Non
         assert (row.status, row.volunteer_id) == ("claimed", winner)
 
 
-async def test_lock_serialises_same_key(locks: Locks) -> None:
+async def test_conversation_lock_serialises_workers(two_workers: tuple[Database, Database]) -> None:
     events: list[str] = []
     a_holding, release_a = asyncio.Event(), asyncio.Event()
+    first, second = two_workers
 
     async def a() -> None:
-        async with locks.lock("k"):
+        async with conversation(first, "simulator:u1:u1"):
             events.append("a in")
             a_holding.set()
             await release_a.wait()
@@ -148,7 +157,7 @@ async def test_lock_serialises_same_key(locks: Locks) -> None:
     async def b() -> None:
         await a_holding.wait()
         events.append("b wants")
-        async with locks.lock("k"):
+        async with conversation(second, "simulator:u1:u1"):
             events.append("b in")
 
     tasks = asyncio.gather(a(), b())
@@ -157,29 +166,32 @@ async def test_lock_serialises_same_key(locks: Locks) -> None:
     await asyncio.sleep(0.3)
     events.append("release a")
     release_a.set()
-    await asyncio.wait_for(tasks, 10)
+    await asyncio.wait_for(tasks, 20)
     assert events == ["a in", "b wants", "release a", "a out", "b in"]
 
 
-async def test_lock_does_not_serialise_different_keys(locks: Locks) -> None:
-    events: list[str] = []
-    a_holding, release_a = asyncio.Event(), asyncio.Event()
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite has one writer for every key
+async def test_conversation_lock_leaves_other_conversations_alone(two_workers: tuple[Database, Database]) -> None:
+    first, second = two_workers
+    async with conversation(first, "simulator:u1:u1"):
+        async with asyncio.timeout(10), conversation(second, "simulator:u2:u2"):
+            pass
 
-    async def a() -> None:
-        async with locks.lock("k1"):
-            events.append("a in")
-            a_holding.set()
-            await release_a.wait()
-            events.append("a out")
 
-    task_a = asyncio.ensure_future(a())
-    await asyncio.wait_for(a_holding.wait(), 10)
-    async with asyncio.timeout(10):
-        async with locks.lock("k2"):
-            events.append("b in")
-    release_a.set()
-    await asyncio.wait_for(task_a, 10)
-    assert events == ["a in", "b in", "a out"]
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_conversation_lock_dies_with_its_worker(two_workers: tuple[Database, Database]) -> None:
+    """A worker killed while holding a conversation: its connection ends, and so does the lock."""
+    first, second = two_workers
+    session = first.sessionmaker()
+    await session.begin()
+    await first.lock_conversation(session, "simulator:u1:u1")
+    pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    async with second.transaction() as killer:
+        await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    async with asyncio.timeout(10), conversation(second, "simulator:u1:u1"):
+        pass
+    with contextlib.suppress(Exception):  # the dead worker's session cannot even roll back
+        await session.close()
 
 
 async def test_local_locks_forget_idle_keys() -> None:
@@ -190,28 +202,6 @@ async def test_local_locks_forget_idle_keys() -> None:
         async with locks.lock("k2"):
             raise RuntimeError
     assert locks._entries == {}
-
-
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # Redis comes with the postgres backend
-async def test_redis_lock_of_dead_holder_expires(backend: Backend) -> None:
-    assert backend.redis_url is not None
-    client = make_redis(backend.redis_url)
-    try:
-        dead = client.lock(backend.redis_prefix + "k", timeout=1)
-        assert await dead.acquire(blocking=False)  # never released: its holder "died"
-        locks = RedisLocks(client, prefix=backend.redis_prefix, timeout=5, blocking_timeout=10)
-        async with locks.lock("k"):
-            assert await client.exists(backend.redis_prefix + "k") == 1
-        assert await client.exists(backend.redis_prefix + "k") == 0
-    finally:
-        await client.aclose()
-
-
-async def test_make_locks_picks_backend() -> None:
-    assert isinstance(make_locks(None), LocalLocks)
-    shared = make_locks("redis://127.0.0.1:6379/0", prefix="p:")  # connects lazily
-    assert isinstance(shared, RedisLocks) and shared.prefix == "p:"
-    await shared.aclose()
 
 
 async def test_dedupe_marks_once_and_prunes_old_ids(db: Database) -> None:

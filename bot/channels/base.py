@@ -1,6 +1,7 @@
 """The seam every platform adapter implements; the core never imports a platform SDK."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -10,6 +11,31 @@ from flows.types import Message
 from handlers.events import Handled, InboundEvent
 
 Dispatch = Callable[[InboundEvent], Awaitable[Handled]]
+
+
+class NotHandled(Exception):
+    """The core could not handle an event and kept nothing of it: it must not be acknowledged to the
+    platform (webhook answers 5xx, polling does not move past it), so it comes again."""
+
+
+async def dispatch_or_raise(dispatch: Dispatch, ev: InboundEvent) -> Handled:
+    """Dispatch an event; raise NotHandled when it failed (see Handled.failed)."""
+    handled = await dispatch(ev)
+    if handled.failed:
+        raise NotHandled(f"an event on {ev.channel} was not handled")
+    return handled
+
+
+async def dispatch_retrying(dispatch: Dispatch, ev: InboundEvent,
+                            delays: tuple[float, ...] = (1.0, 3.0, 10.0)) -> Handled:
+    """For transports that never deliver an event again (a websocket frame): retry a failed event here,
+    a few times with pauses, before letting it go."""
+    for delay in (*delays, None):
+        handled = await dispatch(ev)
+        if not handled.failed or delay is None:
+            return handled
+        await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 class PermanentSendError(Exception):

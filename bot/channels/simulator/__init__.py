@@ -162,11 +162,23 @@ class SimulatorChannel:
         ev = InboundEvent(channel=NAME, event_id=f"msg:{event_id}", chat_id=body["chat_id"],
                           user_id=body["user_id"], chat_type=chat_type,  # type: ignore[arg-type]
                           user_name=(body.get("user_name") or "")[:100], text=body["text"])
-        handled = await self._handle(ev)
+        try:
+            handled = await self._handle(ev)
+        except web.HTTPServiceUnavailable:
+            await self._unshow(row.id)  # the retry shows it again
+            raise
         if handled.duplicate:
-            async with self.db.transaction() as s:
-                await s.delete(await s.get(SimMessage, row.id))
+            await self._unshow(row.id)
         return web.json_response({"ok": True, "duplicate": handled.duplicate})
+
+    async def _unshow(self, row_id: int) -> None:
+        """Take a person's message off the chat log (a duplicate, or one to be sent again)."""
+        try:
+            async with self.db.transaction() as s:
+                if (row := await s.get(SimMessage, row_id)) is not None:
+                    await s.delete(row)
+        except Exception:
+            log.warning("simulator: a message could not be taken off the chat log")
 
     async def _press(self, request: web.Request) -> web.Response:
         body = await self._body(request, ("chat_id", "user_id", "message_id", "data"))
@@ -191,6 +203,9 @@ class SimulatorChannel:
     async def _handle(self, ev: InboundEvent) -> Any:
         assert self._dispatch is not None, "channel not started"
         handled = await self._dispatch(ev)
+        if handled.failed:  # nothing was kept: the caller sends it again (with the same event_id)
+            raise web.HTTPServiceUnavailable(text=json.dumps({"error": "not handled, please send it again"}),
+                                             content_type="application/json")
         await self.settle(handled.outbox_ids)
         return handled
 

@@ -21,7 +21,7 @@ from telegram import Bot, ReplyKeyboardRemove, Update
 from telegram.error import ChatMigrated, InvalidToken, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
-from bot.channels.base import Dispatch, PermanentSendError, RetryLater
+from bot.channels.base import Dispatch, NotHandled, PermanentSendError, RetryLater, dispatch_or_raise
 from bot.channels.telegram import inbound, outbound
 from bot.channels.telegram.polling import ALLOWED_UPDATES, Poller, release
 from bot.clock import Clock
@@ -180,26 +180,32 @@ class TelegramChannel:
             update = Update.de_json(await request.json(), self.bot)
         except Exception:  # malformed JSON or fields PTB cannot parse (a date out of range …): the caller's fault
             raise web.HTTPBadRequest(text="not a Telegram update") from None
-        await self.handle_update(update)
+        if not await self.handle_update(update):
+            raise web.HTTPServiceUnavailable(text="not handled; deliver it again")  # Telegram retries a non-2xx
         return web.json_response({"ok": True})
 
-    async def handle_update(self, update: Update) -> None:
-        """Dispatch one update; a button press is always answered (its toast, or a short apology)."""
+    async def handle_update(self, update: Update) -> bool:
+        """Dispatch one update; False when it was not handled and must come again (nothing of it was kept).
+        A handled button press is always answered (its toast, or a short apology)."""
         answer = t(self.locale, "press.stale")  # a press we cannot place (inline or inaccessible message)
         try:
             ev = inbound.to_event(update, self.username)
             if ev is not None:
                 assert self._dispatch is not None, "channel not started"
-                answer = (await self._dispatch(ev)).answer or ""
+                answer = (await dispatch_or_raise(self._dispatch, ev)).answer or ""
             elif inbound.bot_added(update):
                 await self._greet_group(update)
             elif (moved := inbound.migration(update)) is not None:
                 await self._migrate(*moved)
-        except Exception:
+        except NotHandled:
+            log.warning("telegram: update %s not handled; it will come again", update.update_id)
+            return False
+        except Exception:  # not the core's failure (an update we cannot read): answering again would not help
             log.exception("telegram: handling update %s failed", update.update_id)
             answer = t(self.locale, "error.sorry_short")
         if update.callback_query is not None:
             await self._answer(update.callback_query.id, answer)
+        return True
 
     async def _answer(self, query_id: str, text: str | None) -> None:
         try:

@@ -3,6 +3,7 @@ in channel_state after every batch (a restart resumes there; a replay would be d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -12,13 +13,15 @@ from telegram.error import Conflict, RetryAfter
 from bot.channels.telegram.inbound import NAME
 from bot.channels.telegram.outbound import retry_seconds
 from bot.clock import Clock
+from bot.leader import Lease
 from storage import channel_repo
 from storage.db import Database
 
 log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 POLL_LEASE = "telegram:poll"  # one poller at a time across workers (Telegram answers 409 to a second)
-LEASE_TTL = 120.0
+# real seconds, renewed every LEASE_TTL / 3 beside the long poll: a killed poller is replaced within LEASE_TTL
+LEASE_TTL = 10.0
 
 
 async def release(db: Database, holder: str) -> None:
@@ -31,28 +34,48 @@ class Poller:
     """getUpdates in a loop; each batch is handled before the next call confirms it."""
 
     def __init__(self, bot: Bot, db: Database, clock: Clock, timeout: int, holder: str,
-                 handle: Callable[[Update], Awaitable[None]]) -> None:
+                 handle: Callable[[Update], Awaitable[bool]]) -> None:
         self.bot, self.db, self.clock, self.timeout, self.holder = bot, db, clock, timeout, holder
         self.handle = handle
+        self.lease = Lease(db, POLL_LEASE, ttl=LEASE_TTL, holder=holder)
+        self._lead_changed = asyncio.Event()
 
     async def run(self) -> None:
-        """Poll until cancelled; errors are logged and retried, never fatal."""
+        """Poll until cancelled (while this worker holds the poller lease); errors are logged and retried."""
+        heartbeat = asyncio.create_task(self._keep_lease(), name="telegram-poll-lease")
+        try:
+            await self._poll()
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await self.lease.renew()
+            self._lead_changed.set()
+            await asyncio.sleep(LEASE_TTL / 3)
+
+    async def _poll(self) -> None:
         offset: int | None = None
         leading = False
         while True:
             try:
-                if not await self._lead():
+                if not self.lease.held:
                     leading = False
-                    await asyncio.sleep(5.0)
+                    self._lead_changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._lead_changed.wait(), LEASE_TTL)
                     continue
                 if not leading:  # (re)gained the lead: go on where the last poller, maybe another worker, stopped
                     offset, leading = await self._load_offset(), True
                 updates = await self.bot.get_updates(offset=offset, timeout=self.timeout,
                                                      allowed_updates=ALLOWED_UPDATES)
                 if updates:
-                    await self.handle_batch(list(updates))
-                    offset = updates[-1].update_id + 1
+                    failed = await self.handle_batch(list(updates))
+                    offset = failed if failed is not None else updates[-1].update_id + 1
                     await self._save_offset(offset)
+                    if failed is not None:  # comes again with the next getUpdates; the handled ones are deduped
+                        await asyncio.sleep(1.0)
             except asyncio.CancelledError:
                 raise
             except RetryAfter as exc:
@@ -64,23 +87,24 @@ class Poller:
                 log.warning("telegram: polling failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(2.0)
 
-    async def handle_batch(self, updates: list[Update]) -> None:
-        """Different conversations at once; one conversation's updates in their order."""
+    async def handle_batch(self, updates: list[Update]) -> int | None:
+        """Different conversations at once; one conversation's updates in their order. Returns the id of the
+        first update that was not handled (polling must not move past it), or None."""
         lanes: dict[tuple[str, str], list[Update]] = {}
         for update in updates:
             chat = update.effective_chat.id if update.effective_chat else 0
             user = update.effective_user.id if update.effective_user else 0
             lanes.setdefault((str(chat), str(user)), []).append(update)
 
-        async def lane(items: list[Update]) -> None:
+        async def lane(items: list[Update]) -> int | None:
             for update in items:
-                await self.handle(update)
+                if not await self.handle(update):
+                    return update.update_id  # the rest of this conversation waits behind it
+            return None
 
-        await asyncio.gather(*(lane(items) for items in lanes.values()))
+        failed = [i for i in await asyncio.gather(*(lane(items) for items in lanes.values())) if i is not None]
+        return min(failed) if failed else None
 
-    async def _lead(self) -> bool:
-        async with self.db.transaction() as s:
-            return await channel_repo.try_lease(s, POLL_LEASE, self.holder, self.clock.now(), LEASE_TTL)
 
     async def _load_offset(self) -> int | None:
         async with self.db.transaction() as s:

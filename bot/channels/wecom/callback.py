@@ -24,7 +24,7 @@ from storage.models import ProcessedEvent
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024  # real callbacks are a few KB
-RETRY_DELAYS = (1.0, 4.0)  # seconds before handling a failed callback again (a sync, a reply: idempotent)
+RETRY_DELAYS = (1.0, 4.0, 10.0, 30.0)  # seconds before handling a failed callback again (a sync, a reply: idempotent)
 Handler = Callable[[dict[str, str]], Awaitable[None]]
 
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bot.channels.base import Dispatch, RetryLater
+from bot.channels.base import Dispatch, RetryLater, dispatch_or_raise
 from bot.channels.wecom import render, store
 from bot.channels.wecom.api import WecomApi, WecomError
 from bot.channels.wecom.callback import CallbackCrypto, CallbackEndpoint
@@ -155,7 +155,7 @@ class AppChannel:
             await self._hand_back(ev)
             return
         assert self._dispatch is not None, "channel not started"
-        handled = await self._dispatch(ev)
+        handled = await dispatch_or_raise(self._dispatch, ev)  # not handled: the callback's retries try again
         if ev.kind == "press" and handled.answer and not handled.duplicate:
             await self._reply(user, handled.answer)  # the press's answer: a short text to the clicker
 

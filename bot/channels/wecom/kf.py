@@ -18,7 +18,7 @@ from urllib.parse import quote
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.channels.base import Dispatch, PermanentSendError, RetryLater, WaitForInbound
+from bot.channels.base import Dispatch, NotHandled, PermanentSendError, RetryLater, WaitForInbound, dispatch_or_raise
 from bot.channels.wecom import render, store
 from bot.channels.wecom.api import WecomApi, WecomError
 from bot.channels.wecom.callback import CallbackCrypto, CallbackEndpoint
@@ -143,7 +143,7 @@ class KfChannel:
                 page = await self.api.call("kf/sync_msg", {"cursor": cursor, "token": token, "limit": 1000,
                                                            "open_kfid": open_kfid})
                 for item in page.get("msg_list") or []:
-                    await self._item(item)
+                    await self._item(item)  # not handled: the cursor stays before this page (redone, deduped)
                 cursor = str(page.get("next_cursor") or cursor)
                 async with self.db.transaction() as s:
                     await channel_repo.set_channel_state(s, NAME, key, cursor, self.clock.now())
@@ -156,8 +156,10 @@ class KfChannel:
                 await self._event(item.get("event") or {}, str(item.get("msgid", "")))
             elif item.get("origin") == 3:
                 await self._resident(item)
-        except Exception:
-            log.exception("kf: a synced message could not be handled")
+        except NotHandled:
+            raise  # the core failed: stop here, the cursor must not move past this message
+        except (KeyError, TypeError, ValueError):
+            log.exception("kf: a synced message could not be read; skipped")
 
     async def _resident(self, item: dict[str, Any]) -> None:
         user, msgid = str(item["external_userid"]), str(item["msgid"])
@@ -204,7 +206,7 @@ class KfChannel:
     async def dispatch(self, ev: InboundEvent) -> None:
         """Hand an event to the core; a press's answer is queued as a short reply."""
         assert self._dispatch is not None, "channel not started"
-        handled = await self._dispatch(ev)
+        handled = await dispatch_or_raise(self._dispatch, ev)
         if ev.kind == "press" and handled.answer and not handled.duplicate:
             await self.say(ev.chat_id, Message(handled.answer))
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.channels.base import Dispatch, RetryLater
+from bot.channels.base import Dispatch, RetryLater, dispatch_retrying
 from bot.channels.wecom_bot import cards
 from bot.channels.wecom_bot.link import RobotLink
 from bot.channels.wecom_bot.sending import Sender
@@ -47,6 +47,7 @@ NAME = "wecom_bot"
 IDENTITY_CHANNEL = "wecom"  # the robot sees corp userids: the same people as the corp app's
 LEASE_NAME = "wecom_bot:connection"
 UPDATE_WINDOW = 4.5  # WeCom allows 5 s after a click; keep a margin
+CLICK_RETRY_DELAYS = (0.3, 1.0)  # a failed click is tried again within its update window
 SEEN_FRAMES = 5000
 HOUSEKEEPING_SECONDS = 3600.0
 
@@ -149,7 +150,7 @@ class WecomBotChannel:
             ev = InboundEvent(channel=NAME, event_id=f"msg:{body['msgid']}", chat_id=chat, user_id=user,
                               chat_type="group", text=text[:4096], extra={"identity_channel": IDENTITY_CHANNEL})
             assert self._dispatch is not None
-            await self._dispatch(ev)
+            await dispatch_retrying(self._dispatch, ev)  # a frame never comes again: retry it here
         except Exception:
             log.exception("wecom_bot: handling a message frame failed")
 
@@ -179,12 +180,12 @@ class WecomBotChannel:
         assert self._dispatch is not None
         self._inflight[click.task_id] += 1
         try:
-            handled = await self._dispatch(ev)
+            handled = await dispatch_retrying(self._dispatch, ev, CLICK_RETRY_DELAYS)
         finally:
             self._inflight[click.task_id] -= 1
             if self._inflight[click.task_id] <= 0:
                 del self._inflight[click.task_id]
-        if handled.duplicate:
+        if handled.duplicate or handled.failed:
             return
         if handled.outbox_ids:  # this click changed the request: the refresh updates the card for all
             self._slots.setdefault(click.task_id, []).append(slot)

@@ -1,0 +1,199 @@
+"""The road every event takes: one conversation key, ordering, failures not acknowledged, bounded retries,
+Redis not needed to handle events. On SQLite and on PostgreSQL + Redis."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy import select, text
+
+from bot.clock import Clock
+from bot.dispatcher import MAX_TRIES
+from handlers.events import InboundEvent
+from storage import repo
+from storage.db import Database
+from storage.models import Rating
+from tests.conftest import Backend
+from tests.fakes.telegram_sim import bots
+from tests.simclient import MONDAY_10AM_UTC, Sim, demo_config
+
+
+@asynccontextmanager
+async def table_away(url: str, table: str) -> AsyncIterator[None]:
+    """Fault injection from outside the bot: a table it needs is gone (as with a broken disk or a bad
+    migration), then comes back."""
+    db = Database(url)
+    async with db.transaction() as s:
+        await s.execute(text(f"ALTER TABLE {table} RENAME TO {table}_away"))
+    try:
+        yield
+    finally:
+        async with db.transaction() as s:
+            await s.execute(text(f"ALTER TABLE {table}_away RENAME TO {table}"))
+        await db.dispose()
+
+
+async def send_until_accepted(sim: Sim, chat: str, text_: str, event_id: str, tries: int = 5) -> dict:
+    """What a platform (or the simulator page) does: deliver again until the bot accepts it."""
+    assert sim.http is not None
+    for _ in range(tries):
+        async with sim.http.post(sim.base + "/sim/api/send", json={"chat_id": chat, "user_id": chat,
+                                                                   "text": text_, "event_id": event_id}) as r:
+            if r.status == 200:
+                return dict(await r.json())
+            assert r.status == 503, r.status
+    raise AssertionError("never accepted")
+
+
+async def test_a_typed_rating_counts(sim: Sim) -> None:
+    """The rating state is kept under the resident's own conversation, so typing 5 rates the service."""
+    await sim.ask_for_help("r-typed", "为老服务", "送餐助餐", "幸福社区")
+    await sim.press("grp-xingfu-elderly", "v-liming", "接单")
+    await sim.press("v-liming", "v-liming", "完成服务")
+    assert "打分" in await sim.last("r-typed")
+    await sim.say("r-typed", "5")
+    assert "谢谢" in await sim.last("r-typed")
+    assert "已提交" not in await sim.last("r-typed")  # not a new help form
+    assert sim.app is not None
+    async with sim.app.db.transaction() as s:
+        stars = (await s.execute(select(Rating.stars))).scalars().all()
+    assert stars == [5]
+
+
+async def test_a_burst_from_one_person_is_handled_in_order(sim: Sim) -> None:
+    """Three answers typed in quick succession: each step sees the state the one before it left."""
+    resident = "r-burst"
+    await sim.say(resident, "你好")
+    for label in ("为老服务", "陪同就医", "幸福社区", "家里人", "选日期"):
+        await sim.press(resident, resident, label)
+    await sim.say(resident, "明天上午9点")
+    assert sim.app is not None
+    answers = ["幸福路12号3单元401", "13812345678", "老人腿脚不便，需要陪同去医院复查"]
+    events = [InboundEvent(channel="simulator", event_id=f"burst-{i}", chat_id=resident, user_id=resident,
+                           text=answer) for i, answer in enumerate(answers)]
+    results = await asyncio.gather(*(sim.app.dispatcher.handle(ev) for ev in events))
+    assert not any(r.failed or r.duplicate for r in results)
+    await sim.app.settle()
+    summary = await sim.last(resident)
+    for shown in (answers[0], "138****5678", answers[2]):  # the phone is shown masked
+        assert shown in summary, summary
+    assert "确认提交" in str((await sim.messages(resident))[-1]["buttons"])
+
+
+async def test_a_failed_event_is_not_acknowledged_and_comes_again(sim: Sim, backend: Backend) -> None:
+    """The database fails while a message is handled: the caller gets a 503 and nothing is kept; the same
+    event delivered again after recovery is handled exactly once."""
+    resident = "r-fail"
+    await sim.say(resident, "你好")
+    await sim.press(resident, resident, "为老服务")
+    async with table_away(backend.database_url, "conversation_states"):
+        before = len(await sim.messages(resident))
+        await sim.post("/sim/api/send", {"chat_id": resident, "user_id": resident, "text": "1",
+                                         "event_id": "evt-1"}, expect=503)
+        assert len(await sim.messages(resident)) == before  # nothing shown, nothing answered
+    answer = await send_until_accepted(sim, resident, "1", "evt-1")
+    assert answer["duplicate"] is False
+    again = await send_until_accepted(sim, resident, "1", "evt-1")
+    assert again["duplicate"] is True
+    typed = [m for m in await sim.messages(resident) if m["sender"] == resident and m["text"] == "1"]
+    assert len(typed) == 1
+    assert "社区" in await sim.last(resident)  # the form moved on one step (service chosen → community)
+
+
+async def test_a_poison_event_is_given_up_with_an_apology(sim: Sim, backend: Backend) -> None:
+    """An event that fails every time is retried a bounded number of times, then given up: the person is
+    told, and a later delivery of it is a duplicate."""
+    resident = "r-poison"
+    await sim.say(resident, "你好")
+    async with table_away(backend.database_url, "conversation_states"):
+        for _ in range(MAX_TRIES - 1):
+            await sim.post("/sim/api/send", {"chat_id": resident, "user_id": resident, "text": "帮帮我",
+                                             "event_id": "poison"}, expect=503)
+        given_up = await sim.post("/sim/api/send", {"chat_id": resident, "user_id": resident,
+                                                    "text": "帮帮我", "event_id": "poison"})
+        assert given_up["duplicate"] is False
+        assert "抱歉" in await sim.last(resident)
+    again = await sim.post("/sim/api/send", {"chat_id": resident, "user_id": resident, "text": "帮帮我",
+                                             "event_id": "poison"})
+    assert again["duplicate"] is True
+
+
+async def test_events_are_handled_while_redis_is_down(backend: Backend) -> None:
+    """Redis only shares rate limits: with it unreachable, the whole loop still runs (each worker keeps
+    its own share of the limits)."""
+    cfg = demo_config(backend.database_url, "redis://127.0.0.1:1/0")  # nothing listens there
+    sim = Sim(cfg, Clock(frozen_at=MONDAY_10AM_UTC), redis_prefix=backend.redis_prefix)
+    await sim.start()
+    try:
+        number = await sim.ask_for_help("r-noredis", "为老服务", "送餐助餐", "幸福社区")
+        assert "接单成功" in (await sim.press("grp-xingfu-elderly", "v-liming", "接单") or "")
+        assert number in await sim.last("v-liming")
+    finally:
+        await sim.close()
+
+
+async def test_telegram_sends_within_limits_while_redis_is_down(backend: Backend) -> None:
+    """The shared rate limiter falls back to this worker's own share when Redis does not answer."""
+    dead = dataclasses.replace(backend, redis_url="redis://127.0.0.1:1/0")
+    async with bots(dead) as start:
+        tg = await start("webhook")
+        await tg.link("v-liming")
+        await tg.bind("grp-xingfu-elderly", "t-xingfu-elderly")
+        number = await tg.ask_for_help("r-tg-noredis", "为老服务", "送餐助餐", "幸福社区")
+        assert "接单成功" in (await tg.press("grp-xingfu-elderly", "v-liming", "接单") or "")
+        assert number in await tg.last("v-liming")
+
+
+@pytest.mark.parametrize("mode", ["webhook", "polling"])
+async def test_telegram_does_not_acknowledge_a_failed_update(backend: Backend, mode: str) -> None:
+    """Webhook: a failed update is answered 503, so Telegram delivers it again. Polling: the offset does not
+    move past it, so the next getUpdates returns it again. Either way it is handled once, after recovery."""
+    async with bots(backend) as start:
+        tg = await start(mode)
+        assert tg.fake is not None
+        update = tg.text_update("r-tg-fail", "r-tg-fail", "你好")
+        async with table_away(backend.database_url, "conversation_states"):
+            if mode == "webhook":
+                assert await tg.fake.deliver(update) == 503
+            else:
+                tg.fake.enqueue(update)
+                await asyncio.sleep(1.5)  # the poller tried it (and will again)
+                assert tg.fake.confirmed <= update["update_id"]
+            assert await tg.bot_texts("r-tg-fail") == []
+        if mode == "webhook":
+            for _ in range(5):  # as Telegram does, with its own pauses
+                if await tg.fake.deliver(update) == 200:
+                    break
+            assert await tg.fake.deliver(update) == 200  # a repeat is acknowledged and ignored
+        else:
+            await tg.fake.wait_confirmed(update["update_id"])
+        await tg.settle_all()
+        greetings = await tg.bot_texts("r-tg-fail")  # the greeting (two messages), once
+        assert len(greetings) == 2 and "您好" in greetings[0] and "帮助" in greetings[1], greetings
+
+
+async def test_unchanged_card_copies_are_not_edited_again(backend: Backend) -> None:
+    """Every copy remembers what it shows: a refresh edits only the copies whose content changed, so the
+    group's 20-a-minute budget is spent on real changes."""
+    async with bots(backend) as start:
+        tg = await start("polling")
+        assert tg.fake is not None and tg.app is not None
+        await tg.link("v-liming")
+        await tg.bind("grp-xingfu-elderly", "t-xingfu-elderly")
+        number = await tg.ask_for_help("r-tg-hash", "为老服务", "送餐助餐", "幸福社区")
+        await tg.press("grp-xingfu-elderly", "v-liming", "接单")
+        edits = tg.fake.count("editMessageText")
+        assert edits >= 2  # the group card and the volunteer's nudge changed
+        async with tg.app.db.transaction() as s:
+            req = await repo.request_by_number(s, number)
+            assert req is not None
+            for _ in range(2):
+                await repo.enqueue(s, tg.app.clock.now(), "*", f"request:{req.id}", "refresh", {},
+                                   request_id=req.id)
+        await tg.settle_all()
+        assert tg.fake.count("editMessageText") == edits  # nothing changed, nothing edited
+        assert "出发" in (await tg.press("v-liming", "v-liming", "出发") or "")
+        assert tg.fake.count("editMessageText") > edits  # a real change is edited as before
