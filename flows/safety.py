@@ -23,6 +23,7 @@ Self-harm wins over medical (the self-harm answer also gives 110 / 120).
 """
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -68,35 +69,38 @@ def _blank(text: str, pattern: re.Pattern[str]) -> str:
     return pattern.sub(lambda m: "□" * len(m.group()), text)
 
 
-def _clause(text: str, pos: int) -> tuple[int, int]:
-    """Start and end of the clause around `pos`."""
-    start, end = 0, len(text)
-    for m in _CLAUSE_END.finditer(text):
-        if m.end() <= pos:
-            start = m.end()
-        elif m.start() >= pos:
-            end = m.start()
-            break
-    return start, end
+class _Text:
+    """A normalised message and where its clauses end."""
 
+    def __init__(self, text: str) -> None:
+        self.text = text
+        seps = [(m.start(), m.end()) for m in _CLAUSE_END.finditer(text)]
+        self._starts = [a for a, _ in seps]
+        self._ends = [b for _, b in seps]
 
-def _counts(text: str, m: re.Match[str]) -> bool:
-    """A cue match counts unless it is negated just before, or its clause is about fiction, news or the past."""
-    start, end = _clause(text, m.start())
-    before = text[max(start, m.start() - _NEGATION_WINDOW):m.start()]
-    if NEGATION.search(before) or (NEGATION_BARE.search(before) and WISH.match(m.group())):
-        return False
-    clause = text[start:end]
-    return not (DISTANCE.search(clause) and not FIRST_PERSON_NOW.search(clause))
+    def clause(self, pos: int) -> tuple[int, int]:
+        """Start and end of the clause around `pos`."""
+        i = bisect.bisect_right(self._ends, pos)  # separators that end at or before pos
+        start = self._ends[i - 1] if i else 0
+        j = bisect.bisect_left(self._starts, pos)
+        return start, self._starts[j] if j < len(self._starts) else len(self.text)
 
+    def counts(self, m: re.Match[str]) -> bool:
+        """A cue match counts unless it is negated just before, or its clause is about fiction, news or the past."""
+        start, end = self.clause(m.start())
+        before = self.text[max(start, m.start() - _NEGATION_WINDOW):m.start()]
+        if NEGATION.search(before) or (NEGATION_BARE.search(before) and WISH.match(m.group())):
+            return False
+        clause = self.text[start:end]
+        return not (DISTANCE.search(clause) and not FIRST_PERSON_NOW.search(clause))
 
-def _score(text: str, cues: list[Cue]) -> tuple[int, list[str]]:
-    score, hits = 0, []
-    for cue in cues:
-        if any(_counts(text, m) for m in cue.pattern.finditer(text)):
-            score += cue.weight
-            hits.append(cue.name)
-    return score, hits
+    def score(self, cues: list[Cue]) -> tuple[int, list[str]]:
+        score, hits = 0, []
+        for cue in cues:
+            if any(self.counts(m) for m in cue.pattern.finditer(self.text)):
+                score += cue.weight
+                hits.append(cue.name)
+        return score, hits
 
 
 def assess(text: str | None) -> Assessment:
@@ -104,17 +108,16 @@ def assess(text: str | None) -> Assessment:
     if not text or not text.strip():
         return Assessment(None)
     plain = _blank(normalise(text), IDIOMS)
-    score, hits = 0, []
-    if any(_counts(plain, m) for m in HYPERBOLE.pattern.finditer(plain)):
-        score, hits = HYPERBOLE.weight, [HYPERBOLE.name]
-    plain = _blank(plain, HYPERBOLE.pattern)
-    more, names = _score(plain, SELF_HARM)
+    score, hits = _Text(plain).score([HYPERBOLE])
+    msg = _Text(_blank(plain, HYPERBOLE.pattern))
+    plain = msg.text
+    more, names = msg.score(SELF_HARM)
     score, hits = score + more, hits + names
     if score and INSIST.pattern.search(plain):
         score, hits = score + INSIST.weight, [*hits, INSIST.name]
     if score >= THRESHOLD:
         return Assessment("self_harm", score, hits)
-    medical, names = _score(plain, MEDICAL)
+    medical, names = msg.score(MEDICAL)
     if medical >= THRESHOLD and (MEDICAL_NOW.search(plain) or not (MEDICAL_PAST.search(plain)
                                                                  or DISTANCE.search(plain))):
         return Assessment("medical", score, hits + names)
