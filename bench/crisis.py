@@ -56,6 +56,14 @@ class SplitResult:
         return sum(self.confusion[(lab, label)] for lab in others), sum(self.total(lab) for lab in others)
 
 
+TARGET = (0.95, 0.10)  # self-harm recall, false alarms on the test split (the issue "Care and privacy")
+
+
+def met(r: SplitResult) -> bool:
+    (hit, n), (fa, m) = r.recall("self_harm"), r.false_alarms("self_harm")
+    return hit >= TARGET[0] * n and fa <= TARGET[1] * m
+
+
 def load(path: Path = DATA) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -156,7 +164,10 @@ def section(rows: list[dict[str, str]], results: dict[str, SplitResult], ms: Tim
         f"CARE.md before the rules, tune + test per label: {size_text}. The rules were adjusted on the tune split "
         "only; the test split is held out (but written by the same author as the rules, so it is not an "
         "independent sample of real messages). A false alarm is a message of another label flagged as this one.",
-        "", *table(results), "", *confusion(results["tune"]), "", *confusion(test), "",
+        "", *table(results), "",
+        f"Target on the test split: self-harm recall ≥ {TARGET[0]:.0%} with false alarms ≤ {TARGET[1]:.0%} — "
+        f"{'met' if met(test) else '**not met**'}.", "",
+        *confusion(results["tune"]), "", *confusion(test), "",
         f"Time per `detect()` call ({ms.rounds} rounds of the whole set, one process, this shared 2-core machine): "
         f"{timing_text(ms)}. The time grows linearly with the length of the message; the slowest single call is "
         "mostly the scheduler of this loaded machine (the same message's median is far lower).", "",
@@ -192,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results.values():
         print("\n".join(confusion(r)), "\n")
     print(f"time per message: {timing_text(ms)}\n")
+    print(f"target on the test split (recall >= {TARGET[0]:.0%}, false alarms <= {TARGET[1]:.0%}): "
+          f"{'met' if met(results['test']) else 'NOT MET'}\n")
     print("test-split misses:")
     for lab, got, kind, text in results["test"].misses:
         print(f"  {lab} → {got} ({kind}): {text}")
