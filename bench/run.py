@@ -627,8 +627,8 @@ def write_docs(results: list[BackendResult], skipped: dict[str, str], sizes: Siz
         lines += ["### Side by side", "", comparison_table(results), ""]
     lines += ["## Interpretation", "", *[f"* {o}" for o in _observations(results)], "", INTERPRETATION]
     DOCS.parent.mkdir(parents=True, exist_ok=True)
-    # keep the section bench.channels writes below its marker
-    mark = "<!-- bench.channels:"
+    # keep the sections other scripts write below their markers (bench.crisis, bench.channels), from the first one
+    mark = "<!-- bench."
     old = DOCS.read_text(encoding="utf-8") if DOCS.exists() else ""
     tail = old[old.index(mark):] if mark in old else ""
     DOCS.write_text("\n".join(lines).rstrip() + "\n" + ("\n" + tail if tail else ""), encoding="utf-8")

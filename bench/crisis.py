@@ -1,0 +1,218 @@
+"""Measure the crisis detector (flows.safety.detect) on the labelled set tests/data/crisis_eval.jsonl.
+
+    .venv/bin/python -m bench.crisis [--docs] [--rounds N]
+
+For each split (tune: the rules were adjusted on it; test: held out) prints the self-harm recall, the
+false-alarm rate (share of the messages that are not self-harm which are flagged self-harm), the same two for
+medical, the confusion counts, the test-split misses with their text, and the time per message (mean over
+N rounds of the whole set, and the slowest single call).
+
+With --docs, writes the "Crisis detection" section of docs/benchmarks.md below its own marker. The page is
+shared: bench.run rewrites everything above the first `<!-- bench.` marker and keeps the rest, bench.channels
+keeps everything above its own marker; this script replaces only the text from its marker to the next one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from flows import safety
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data" / "crisis_eval.jsonl"
+DOCS = ROOT / "docs" / "benchmarks.md"
+MARK = "<!-- bench.crisis: everything from here to the next bench marker is written by `python -m bench.crisis` -->"
+ANY_MARK = "<!-- bench."
+LABELS = ("self_harm", "medical", "none")
+
+
+@dataclass
+class SplitResult:
+    """Counts of one split: confusion[(label, predicted)], predicted being 'none' for None."""
+
+    name: str
+    confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
+    misses: list[tuple[str, str, str, str]] = field(default_factory=list)  # label, predicted, kind, text
+
+    def total(self, label: str) -> int:
+        return sum(n for (lab, _), n in self.confusion.items() if lab == label)
+
+    def recall(self, label: str) -> tuple[int, int]:
+        return self.confusion[(label, label)], self.total(label)
+
+    def false_alarms(self, label: str) -> tuple[int, int]:
+        others = [lab for lab in LABELS if lab != label]
+        return sum(self.confusion[(lab, label)] for lab in others), sum(self.total(lab) for lab in others)
+
+
+TARGET = (0.95, 0.10)  # self-harm recall, false alarms on the test split (the issue "Care and privacy")
+
+
+def met(r: SplitResult) -> bool:
+    (hit, n), (fa, m) = r.recall("self_harm"), r.false_alarms("self_harm")
+    return hit >= TARGET[0] * n and fa <= TARGET[1] * m
+
+
+def load(path: Path = DATA) -> list[dict[str, str]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def evaluate(rows: list[dict[str, str]]) -> dict[str, SplitResult]:
+    out = {name: SplitResult(name) for name in ("tune", "test")}
+    for row in rows:
+        got = safety.detect(row["text"]) or "none"
+        res = out[row["split"]]
+        res.confusion[(row["label"], got)] += 1
+        if got != row["label"]:
+            res.misses.append((row["label"], got, row["kind"], row["text"]))
+    return out
+
+
+@dataclass
+class Timing:
+    """Milliseconds per detect() call."""
+
+    mean: float  # over every call of every round
+    slowest: float  # the slowest message, taking each message's median over the rounds
+    worst: float  # the slowest single call (on a shared machine: mostly the scheduler, not the detector)
+    long: float  # one long message of LONG_CHARS characters, best of the rounds
+    rounds: int
+
+
+LONG_CHARS = 2800
+
+
+def timing(rows: list[dict[str, str]], rounds: int) -> Timing:
+    texts = [r["text"] for r in rows]
+    calls: dict[str, list[float]] = {text: [] for text in texts}
+    for _ in range(rounds):
+        for text in texts:
+            t0 = time.perf_counter()
+            safety.detect(text)
+            calls[text].append(time.perf_counter() - t0)
+    every = [c for cs in calls.values() for c in cs]
+    long = ("，".join(texts) * (LONG_CHARS // len("，".join(texts)) + 1))[:LONG_CHARS]
+    best = math.inf
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        safety.detect(long)
+        best = min(best, time.perf_counter() - t0)
+    return Timing(1000 * statistics.fmean(every), 1000 * max(statistics.median(cs) for cs in calls.values()),
+                  1000 * max(every), 1000 * best, rounds)
+
+
+def timing_text(ms: Timing) -> str:
+    return (f"mean {ms.mean:.3f} ms, slowest message {ms.slowest:.3f} ms (its median over {ms.rounds} rounds), "
+            f"slowest single call {ms.worst:.2f} ms; one message of {LONG_CHARS} characters {ms.long:.2f} ms")
+
+
+def _pct(pair: tuple[int, int]) -> str:
+    n, d = pair
+    return f"{100 * n / d:.1f} % ({n}/{d})" if d else "-"
+
+
+def table(results: dict[str, SplitResult]) -> list[str]:
+    rows = ["| split | self-harm recall | self-harm false alarms | medical recall | medical false alarms |",
+            "|---|---|---|---|---|"]
+    for r in results.values():
+        rows.append(f"| {r.name} | {_pct(r.recall('self_harm'))} | {_pct(r.false_alarms('self_harm'))} | "
+                    f"{_pct(r.recall('medical'))} | {_pct(r.false_alarms('medical'))} |")
+    return rows
+
+
+def confusion(r: SplitResult) -> list[str]:
+    rows = [f"| {r.name}: label ↓ / detected → | self_harm | medical | none |", "|---|---|---|---|"]
+    for lab in LABELS:
+        rows.append(f"| {lab} | " + " | ".join(str(r.confusion[(lab, got)]) for got in LABELS) + " |")
+    return rows
+
+
+def _git() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + (" plus uncommitted changes" if dirty else "")
+
+
+def section(rows: list[dict[str, str]], results: dict[str, SplitResult], ms: Timing, argv: list[str]) -> list[str]:
+    when = datetime.now().astimezone()
+    sizes = Counter((r["label"], r["split"]) for r in rows)
+    size_text = ", ".join(f"{lab} {sizes[(lab, 'tune')]} + {sizes[(lab, 'test')]}" for lab in LABELS)
+    test = results["test"]
+    misses = [f"* {lab} → {got} ({kind}): {text}" for lab, got, kind, text in test.misses] or ["* none"]
+    return [
+        MARK, "", "## Crisis detection", "",
+        f"Generated by `{' '.join(['.venv/bin/python -m bench.crisis', *argv])}` on {when:%Y-%m-%d %H:%M %Z} "
+        f"(git {_git()}, Python {platform.python_version()}, load average "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}).", "",
+        f"`flows.safety.detect` on `tests/data/crisis_eval.jsonl`: {len(rows)} messages written from the kinds in "
+        f"CARE.md before the rules, tune + test per label: {size_text}. The rules were adjusted on the tune split "
+        "only; the test split is held out (but written by the same author as the rules, so it is not an "
+        "independent sample of real messages). A false alarm is a message of another label flagged as this one.",
+        "", *table(results), "",
+        f"Target on the test split: self-harm recall ≥ {TARGET[0]:.0%} with false alarms ≤ {TARGET[1]:.0%} — "
+        f"{'met' if met(test) else '**not met**'}.", "",
+        *confusion(results["tune"]), "", *confusion(test), "",
+        f"Time per `detect()` call ({ms.rounds} rounds of the whole set, one process, this shared 2-core machine): "
+        f"{timing_text(ms)}. The time grows linearly with the length of the message; the slowest single call is "
+        "mostly the scheduler of this loaded machine (the same message's median is far lower).", "",
+        "Misses and false alarms on the test split:", "", *misses,
+    ]
+
+
+def write_docs(body: list[str]) -> None:
+    """Replace this script's section of docs/benchmarks.md, or insert it above the other scripts' sections."""
+    old = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
+    text = "\n".join(body).rstrip() + "\n"
+    if MARK in old:
+        head, rest = old.split(MARK, 1)
+        nxt = rest.find(ANY_MARK)
+        tail = rest[nxt:] if nxt >= 0 else ""
+    else:
+        nxt = old.find(ANY_MARK)
+        head, tail = (old[:nxt], old[nxt:]) if nxt >= 0 else (old, "")
+    DOCS.write_text(head.rstrip() + "\n\n" + text + ("\n" + tail if tail else ""), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.crisis", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", action="store_true", help=f"write the section of {DOCS.relative_to(ROOT)}")
+    parser.add_argument("--rounds", type=int, default=20, help="passes over the set for the timing")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    rows = load()
+    results = evaluate(rows)
+    ms = timing(rows, args.rounds)
+    print(f"{len(rows)} messages from {DATA.relative_to(ROOT)}\n")
+    print("\n".join(table(results)), "\n")
+    for r in results.values():
+        print("\n".join(confusion(r)), "\n")
+    print(f"time per message: {timing_text(ms)}\n")
+    print(f"target on the test split (recall >= {TARGET[0]:.0%}, false alarms <= {TARGET[1]:.0%}): "
+          f"{'met' if met(results['test']) else 'NOT MET'}\n")
+    print("test-split misses:")
+    for lab, got, kind, text in results["test"].misses:
+        print(f"  {lab} → {got} ({kind}): {text}")
+    if args.docs:
+        write_docs(section(rows, results, ms, argv))
+        print(f"\nwrote {DOCS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The crisis detector (flows.safety) against the labelled set tests/data/crisis_eval.jsonl, plus focused cases.
+
+The set was written from the kinds of CARE.md before the rules; the rules were adjusted on its tune split
+only. On the held-out test split the detector does NOT reach the target of 95 % self-harm recall (first run:
+68/78 = 87.2 %, false alarms 2/143): the floors below are what it honestly meets, and the target is kept as
+a strict xfail so that it shows up when the detector gets there. Do not move rows between splits or edit
+test rows to make numbers pass.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from flows import safety
+
+DATA = Path(__file__).parent / "data" / "crisis_eval.jsonl"
+ROWS: list[dict[str, str]] = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()
+                              if line.strip()]
+LABELS = ("self_harm", "medical", "none")
+
+# What the current rules meet on the held-out test split, with a little room; and the target of the issue.
+TEST_FLOOR = {"self_harm_recall": 0.85, "self_harm_false_alarms": 0.10, "medical_recall": 0.90,
+              "medical_false_alarms": 0.05}
+TARGET_RECALL = 0.95
+
+
+def rates(split: str) -> dict[str, float]:
+    rows = [r for r in ROWS if r["split"] == split]
+    got = [(r["label"], safety.detect(r["text"]) or "none") for r in rows]
+
+    def recall(label: str) -> float:
+        hits = [g == label for lab, g in got if lab == label]
+        return sum(hits) / len(hits)
+
+    def false_alarms(label: str) -> float:
+        flagged = [g == label for lab, g in got if lab != label]
+        return sum(flagged) / len(flagged)
+
+    return {"self_harm_recall": recall("self_harm"), "self_harm_false_alarms": false_alarms("self_harm"),
+            "medical_recall": recall("medical"), "medical_false_alarms": false_alarms("medical")}
+
+
+# ---- the data set -----------------------------------------------------------------------------------------
+
+def test_set_size_and_balance() -> None:
+    labels = Counter(r["label"] for r in ROWS)
+    assert len(ROWS) >= 360
+    assert labels["self_harm"] >= 110 and labels["medical"] >= 40
+    assert labels["none"] >= len(ROWS) / 2
+    assert set(labels) == set(LABELS)
+    assert {r["split"] for r in ROWS} == {"tune", "test"}
+    for label in LABELS:
+        per_split = Counter(r["split"] for r in ROWS if r["label"] == label)
+        assert per_split["tune"] and per_split["test"], label
+        assert abs(per_split["tune"] - per_split["test"]) <= max(3, 0.1 * labels[label]), (label, per_split)
+
+
+def test_every_kind_is_in_both_splits_and_texts_are_unique() -> None:
+    kinds = Counter((r["label"], r["kind"]) for r in ROWS)
+    for (label, kind), n in kinds.items():
+        splits = {r["split"] for r in ROWS if r["label"] == label and r["kind"] == kind}
+        assert n < 2 or splits == {"tune", "test"}, (label, kind)
+    texts = [r["text"] for r in ROWS]
+    assert len(texts) == len(set(texts))
+    assert all(r["text"].strip() for r in ROWS)
+
+
+# ---- the numbers ------------------------------------------------------------------------------------------
+
+def test_floors_on_the_held_out_test_split() -> None:
+    got = rates("test")
+    assert got["self_harm_recall"] >= TEST_FLOOR["self_harm_recall"], got
+    assert got["self_harm_false_alarms"] <= TEST_FLOOR["self_harm_false_alarms"], got
+    assert got["medical_recall"] >= TEST_FLOOR["medical_recall"], got
+    assert got["medical_false_alarms"] <= TEST_FLOOR["medical_false_alarms"], got
+
+
+@pytest.mark.xfail(strict=True, reason="target of the issue not met yet: test-split self-harm recall is 87 %")
+def test_target_recall_on_the_held_out_test_split() -> None:
+    assert rates("test")["self_harm_recall"] >= TARGET_RECALL
+
+
+def test_tune_split_stays_where_the_rules_were_adjusted() -> None:
+    got = rates("tune")
+    assert got["self_harm_recall"] >= 0.95 and got["self_harm_false_alarms"] <= 0.05, got
+    assert got["medical_recall"] >= 0.95 and got["medical_false_alarms"] <= 0.05, got
+
+
+def test_fast_enough() -> None:
+    texts = [r["text"] for r in ROWS]
+    start = time.perf_counter()
+    for text in texts:
+        safety.detect(text)
+    assert (time.perf_counter() - start) / len(texts) < 0.005  # 5 ms per message; it is ~0.05 ms
+
+
+# ---- focused cases (none of them is a row of the data set) ------------------------------------------------
+
+@pytest.mark.parametrize("text", ["这两天冻死了，暖气什么时候来", "哈哈哈笑死我了，孙女太可爱", "好想你们，想死你们了",
+                                  "搬了一天家，累得要死", "急死人了，钥匙找不到", "饿死我了"])
+def test_idioms_built_on_death_are_not_crises(text: str) -> None:
+    assert safety.detect(text) is None
+
+
+@pytest.mark.parametrize("text", ["我可不会想不开的，放心", "我从没想过自杀，就是想有人说说话",
+                                  "我才不想死呢，还要带孙子"])
+def test_negation_before_the_words(text: str) -> None:
+    assert safety.detect(text) is None
+
+
+def test_distance_fiction_and_news_but_not_when_the_writer_joins_in() -> None:
+    assert safety.detect("电视剧里有人跳楼了，吓我一跳") is None
+    assert safety.detect("新闻说有人喝农药被救了") is None
+    assert safety.detect("看了新闻我也想跳楼") == "self_harm"
+
+
+@pytest.mark.parametrize("text", ["前年中风过，现在说话有点慢，想请人陪同复查", "我爸中风后行动不便，需要人陪同复查"])
+def test_a_past_stroke_is_not_an_emergency(text: str) -> None:
+    assert safety.detect(text) is None
+
+
+def test_a_stroke_now_is_medical_even_after_an_old_one() -> None:
+    assert safety.detect("我爸突然嘴歪了说话不清楚") == "medical"
+    assert safety.detect("去年中风过，刚才突然又说不出话，半边身子动不了") == "medical"
+
+
+@pytest.mark.parametrize("text", ["我想结束这个请求，不需要了", "帮我把单子撤了", "不用派人了，结束吧"])
+def test_ending_or_cancelling_a_request(text: str) -> None:
+    assert safety.detect(text) is None
+
+
+@pytest.mark.parametrize("text", [None, "", "   ", "\n"])
+def test_no_text(text: str | None) -> None:
+    assert safety.detect(text) is None
+    assert safety.assess(text).cues == []
+
+
+def test_traditional_characters_and_emoji() -> None:
+    assert safety.detect("活著沒意思，不想活了") == "self_harm"
+    assert safety.detect("我真不想活了😭") == "self_harm"
+
+
+def test_assess_names_the_cues() -> None:
+    got = safety.assess("我把安眠药攒了一抽屉")
+    assert got.kind == "self_harm" and got.score >= safety.THRESHOLD and got.cues
