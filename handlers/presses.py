@@ -4,10 +4,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from flows import callbacks
+from flows import lifecycle as lc
 from flows import requests as rq
 from flows.i18n import t
 from flows.types import Button, Message
-from handlers import ops
+from handlers import effects, ops
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from storage import repo
@@ -103,16 +104,13 @@ async def rate(ctx: Ctx, ev: InboundEvent, person: Person, req: HelpRequest, sta
     loc = ctx.locale_of(person)
     if req.status != rq.FINISHED:
         return t(loc, "rating.not_yet")
-    if not await repo.add_rating(ctx.s, req.id, stars, ctx.now):
+    volunteer = await repo.get_person(ctx.s, req.volunteer_id) if req.volunteer_id else None
+    step = lc.rate(effects.facts_of(ctx, req), stars, person.id, volunteer.name if volunteer else "-")
+    if not await effects.apply(ctx, req, step):
         return t(loc, "rating.already")
-    await repo.add_history(ctx.s, req.id, person.id, "rated", ctx.now, stars=stars)
     await ctx.set_state("rating_comment", {"request_id": req.id})
     no = Button(t(loc, "rating.no_comment"), callbacks.make("nocomment", req.id))
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "rating.thanks"), ((no,),)))
-    if stars <= 2:
-        volunteer = await repo.get_person(ctx.s, req.volunteer_id) if req.volunteer_id else None
-        await ops.notify_coordinators(ctx, lambda lc: Message(t(lc, "coord.low_rating", number=req.number,
-                                      stars=stars, volunteer=volunteer.name if volunteer else "-")), req.station_id)
     return t(loc, "rating.recorded", stars=stars)
 
 

@@ -8,7 +8,7 @@ from flows import intake, safety
 from flows import requests as rq
 from flows.i18n import t, words
 from flows.types import Message, UserInput
-from handlers import duty, ops, presses
+from handlers import duty, effects, ops, presses
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from handlers.views import view_of
@@ -123,7 +123,7 @@ async def _rating_text(ctx: Ctx, ev: InboundEvent, person: Person, flow: str,
         await repo.set_rating_comment(ctx.s, req.id, text[:500])
         rating = await repo.get_rating(ctx.s, req.id)
         if rating and rating.stars <= 2:
-            await ops.notify_coordinators(ctx, lambda lc: Message(t(lc, "coord.low_rating_comment",
+            await effects.notify_coordinators(ctx, lambda lc: Message(t(lc, "coord.low_rating_comment",
                                           number=req.number, comment=text[:500])), req.station_id)
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "rating.bye")))
     return True

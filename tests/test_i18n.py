@@ -124,13 +124,16 @@ def test_every_catalog_like_literal_in_the_code_exists() -> None:
 
 
 def test_every_history_action_has_a_name() -> None:
-    """The actions written with add_history(...) in handlers are the ones /history can name."""
+    """The actions written with add_history(...) or History(...) effects are the ones /history can name."""
     found: set[str] = set()
     for _path, tree in _trees():
         for n in ast.walk(tree):
             if (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "add_history"
                     and len(n.args) >= 4):
                 found |= _string_constants(n.args[3])
+            if (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "History"
+                    and len(n.args) >= 2):  # a pure step's History effect (flows/lifecycle.py)
+                found |= _string_constants(n.args[1])
     found.add("escalate")  # dispatch(…, reason="escalate") records its reason
     assert found <= set(HISTORY_ACTIONS), found - set(HISTORY_ACTIONS)
     assert {"created", "claimed", "assigned", "released", "started", "finished", "cancelled", "rated", "reminded",

@@ -13,7 +13,7 @@ from bot.channels.base import RetryLater
 from bot.channels.telegram.inbound import contact_phone, strip_command
 from bot.channels.telegram.outbound import split_text, utf16_len
 from flows.types import Button, Message
-from handlers import ops
+from handlers import effects
 from handlers.context import Ctx
 from storage import repo
 from tests.conftest import Backend
@@ -51,7 +51,7 @@ async def open_requests(tg: TgSim, n: int) -> list[str]:
                 when_kind="asap", when_at=ctx.now, when_text="尽快", address="幸福路12号", phone="13812345678",
                 description="需要送餐", urgent=True, status="open", team_id=TEAM, escalation_level=0,
                 created_at=ctx.now)
-            await ops.dispatch(ctx, req, TEAM, "dispatch")
+            await effects.dispatch(ctx, req, TEAM, "dispatch")
             numbers.append(number)
     tg.app.outbox.kick()
     return numbers
