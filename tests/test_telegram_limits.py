@@ -53,6 +53,7 @@ async def open_requests(tg: TgSim, n: int) -> list[str]:
                 created_at=ctx.now)
             await effects.dispatch(ctx, req, TEAM, "dispatch")
             numbers.append(number)
+        await ctx.flush_outbox()  # the test owns the transaction, as the dispatcher does for an event
     tg.app.outbox.kick()
     return numbers
 
@@ -150,6 +151,7 @@ async def test_long_texts_arrive_split_never_cut(tg: TgSim) -> None:
     async with tg.app.db.transaction() as s:
         ctx = Ctx(s=s, cfg=tg.app.cfg, catalog=tg.app.cfg.catalog(), now=tg.app.clock.now())
         await ctx.say("telegram", str(tg.uid("r-long")), Message(text, buttons))
+        await ctx.flush_outbox()
     await run_until(tg, lambda: len(tg.fake.chats[tg.uid("r-long")]) > before + 1
                     and tg.fake.chats[tg.uid("r-long")][-1].reply_markup is not None)
     parts = tg.fake.chats[tg.uid("r-long")][before:]
