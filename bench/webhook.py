@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -412,6 +413,17 @@ class BotTarget:
     async def busy(self) -> bool:
         return await _scalar(self.database_url, "SELECT count(*) FROM outbox WHERE status = 'pending'") > 0
 
+    async def transactions(self) -> int | None:
+        """Transactions committed or rolled back in the PostgreSQL database so far (None on SQLite).
+        Counts reach pg_stat_database when a backend goes idle or exits, so this is approximate while the
+        bot runs and exact once it stopped; the benchmark's own few queries are included."""
+        if self.pg is None:
+            return None
+        conn = self.pg.backend._conn
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        return int(await conn.fetchval("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                                       "WHERE datname = current_database()"))
+
     async def failed(self) -> int:
         return await _scalar(self.database_url, "SELECT count(*) FROM outbox WHERE status = 'failed'")
 
@@ -523,6 +535,7 @@ class Run:
     drain: float = 0.0  # seconds after the load until every reply was out
     drained: bool = True
     failed: int = 0  # outbox rows given up (bot)
+    tx_per_update: float | None = None  # PostgreSQL transactions per accepted update (bot on PostgreSQL)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -542,6 +555,8 @@ class Run:
             out += (f"; {self.expected} replies per update, exact {self.exact}/{self.accepted} accepted, extra "
                     f"{self.extra}, short {self.short}, drain {self.drain:.1f} s")
             out += "" if self.complete else "  ✗ INCOMPLETE"
+        if self.tx_per_update is not None:
+            out += f"; ≈{self.tx_per_update:.1f} PostgreSQL transactions per update"
         return out
 
     @property
@@ -582,14 +597,22 @@ async def probe(target: Target, stub: StubBotApi, url: str, uid: int) -> int:
 
 
 async def run_one(target: Target, rnd: int, stub: StubBotApi, loadgen: LoadGen, seconds: float, drain: float,
-                  base: int, workdir: Path) -> Run:
+                  base: int, workdir: Path, profile: Path | None = None) -> Run:
+    """Start the target, probe it, load it, wait for its replies, count them, stop it. With `profile`,
+    py-spy samples the target process during the load into that file (collapsed stacks)."""
     stub.reset()
     url = await target.start(stub, workdir)
+    tx0: int | None = None
     try:
         assert target.child is not None
         expected = await probe(target, stub, url, base)
+        if isinstance(target, BotTarget):
+            tx0 = await target.transactions()
         cpu0 = cpu_seconds(target.child.pid)
+        spy = await start_py_spy(target.child.pid, seconds, profile) if profile else None
         load_result = await loadgen.run(url, base, seconds)
+        if spy is not None:
+            await finish_py_spy(spy)
         run = Run(target.name, rnd, load_result, (cpu_seconds(target.child.pid) - cpu0) / load_result.seconds,
                   expected)
         if target.name == "bare":
@@ -620,9 +643,85 @@ async def run_one(target: Target, rnd: int, stub: StubBotApi, loadgen: LoadGen, 
             run.notes.append(f"replies still pending after {drain:.0f} s")
         if run.accepted is not None and run.accepted < load_result.ok:
             run.notes.append(f"fewer updates accepted ({run.accepted}) than 2xx answers ({load_result.ok})")
-        return run
     finally:
         await target.stop()
+    if isinstance(target, BotTarget) and tx0 is not None and run.accepted:
+        tx1 = await target.transactions()  # after the stop: its backends have reported their counts
+        if tx1 is not None:
+            run.tx_per_update = (tx1 - tx0) / run.accepted
+    return run
+
+
+# ---- profile -----------------------------------------------------------------------------------------
+
+PROJECT = ("bot/", "handlers/", "flows/", "storage/")
+LIBRARIES = (("sqlalchemy", "SQLAlchemy"), ("asyncpg", "asyncpg"), ("aiosqlite", "aiosqlite / sqlite3"),
+             ("sqlite3", "aiosqlite / sqlite3"), ("redis", "redis-py"), ("telegram", "python-telegram-bot"),
+             ("httpx", "httpx / httpcore"), ("httpcore", "httpx / httpcore"), ("h11", "httpx / httpcore"),
+             ("aiohttp", "aiohttp"), ("pydantic", "pydantic"), ("asyncio", "asyncio"), ("json", "json"),
+             ("logging", "logging"), ("alembic", "alembic"))
+
+
+async def start_py_spy(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Process:
+    """py-spy sampling `pid` (not paused: --nonblocking) for `seconds`, collapsed stacks into `out`."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        raise BenchError("--profile needs py-spy (.venv/bin/pip install py-spy)")
+    return await asyncio.create_subprocess_exec(
+        spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", "100",
+        "--nonblocking", "--gil", "--nolineno", "--format", "raw", "--output", str(out),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def finish_py_spy(proc: asyncio.subprocess.Process) -> None:
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return
+    if proc.returncode != 0:
+        print(f"py-spy failed: {err.decode(errors='replace')[-500:]}", file=sys.stderr)
+
+
+def _area(frame: str) -> str:
+    """'function (path/file.py)' -> the library or project package it belongs to."""
+    path = frame.rsplit("(", 1)[-1].rstrip(")")
+    if path.startswith(PROJECT):
+        return "wuwei (" + path.split("/")[0] + "/)"
+    for prefix, name in LIBRARIES:
+        if path.startswith(prefix + "/") or path.startswith(prefix + ".") or path == prefix:
+            return name
+    return "other: " + path.split("/")[0]
+
+
+def profile_tables(path: Path, top: int = 10) -> list[str]:
+    """Markdown: own time by function and by library, and time inside wuwei's functions (inclusive),
+    from py-spy's collapsed stacks (every sample of every non-idle thread)."""
+    own: Counter[str] = Counter()
+    area: Counter[str] = Counter()
+    inside: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n, frames = int(count), stack.split(";")
+        total += n
+        own[frames[-1]] += n
+        area[_area(frames[-1])] += n
+        for frame in {f for f in frames if f.rsplit("(", 1)[-1].startswith(PROJECT)}:
+            inside[frame] += n
+    if not total:
+        return ["(py-spy recorded no samples)"]
+
+    def table(title: str, counts: Counter[str]) -> list[str]:
+        rows = [f"| `{k}` | {v / total:.1%} |" for k, v in counts.most_common(top)]
+        return [f"| {title} | share of samples |", "|---|---|", *rows, ""]
+
+    return [f"{total} samples.", "", *table("own time: function (file)", own), *table("own time: library", area),
+            *table("inside wuwei's function (inclusive; a lower bound: frames run in SQLAlchemy's greenlets "
+                   "lose their callers)", inside)]
 
 
 # ---- report ------------------------------------------------------------------------------------------
@@ -644,6 +743,7 @@ class Report:
     loadgen: str
     connections: int
     skipped: dict[str, str] = field(default_factory=dict)
+    profiles: dict[str, Path] = field(default_factory=dict)  # target -> py-spy's collapsed stacks
 
     def of(self, name: str) -> list[Run]:
         return [r for r in self.runs if r.target == name]
@@ -654,6 +754,9 @@ class Report:
     def ratio(self, bot: str) -> float | None:
         anchor = self.median_rate("anchor")
         return self.median_rate(bot) / anchor if anchor and self.of(bot) else None
+
+    def median_e2e(self, name: str) -> float:
+        return _med([r.delivered_rate for r in self.of(name)])
 
     def rounds_table(self) -> list[str]:
         out = ["| target | round | updates/s (2xx) | p50 / p99 / max ms | non-2xx, errors | target CPU "
@@ -673,8 +776,9 @@ class Report:
         return out
 
     def summary_table(self) -> list[str]:
-        out = ["| target | median updates/s | median p50 / p99 ms | every reply exactly once | vs anchor |",
-               "|---|---|---|---|---|"]
+        out = ["| target | median updates/s | median p50 / p99 ms | every reply exactly once | vs anchor "
+               "| median end-to-end updates/s | end-to-end vs anchor |",
+               "|---|---|---|---|---|---|---|"]
         for name, label in self.targets:
             runs = self.of(name)
             if not runs:
@@ -683,14 +787,25 @@ class Report:
             ratio = self.ratio(name) if name.startswith("bot-") else None
             vs = f"**{ratio:.3f}×**" if ratio is not None else "1×" if name == "anchor" else \
                 f"{self.median_rate(name) / self.median_rate('anchor'):.1f}×" if self.median_rate("anchor") else "–"
+            e2e = e2e_vs = "–"
+            if runs[0].accepted is not None:
+                e2e = _num(self.median_e2e(name))
+                anchor_e2e = self.median_e2e("anchor")
+                e2e_vs = f"{self.median_e2e(name) / anchor_e2e:.2f}×" if anchor_e2e and name != "anchor" else \
+                    "1×" if name == "anchor" else "–"
             out.append(f"| {label} | **{_num(self.median_rate(name))}** | "
                        f"{_med([r.load.p50 for r in runs]):.1f} / {_med([r.load.p99 for r in runs]):.1f} | "
-                       f"{once} | {vs} |")
+                       f"{once} | {vs} | {e2e} | {e2e_vs} |")
         return out
 
     def verdicts(self) -> list[str]:
         """The issue's target, per backend: ≥ 1.0× the anchor, every reply exactly once, p99 < 50 ms."""
         out = []
+        tx = [r.tx_per_update for r in self.runs if r.tx_per_update is not None]
+        if tx:
+            out.append(f"wuwei on PostgreSQL: ≈{_med(tx):.1f} database transactions per update (median of the "
+                       "rounds; pg_stat_database before the load and after the bot stopped, so it includes the "
+                       "outbox's work, the scheduler's ticks and the benchmark's own polling)")
         for name, label in self.targets:
             ratio = self.ratio(name) if name.startswith("bot-") else None
             if ratio is None:
@@ -710,6 +825,8 @@ def print_report(rep: Report) -> None:
         print(f"* {v}")
     for name, why in rep.skipped.items():
         print(f"* {name} skipped: {why}")
+    for name, path in rep.profiles.items():
+        print(f"\n## py-spy: {name} under load, an extra run ({path})\n\n" + "\n".join(profile_tables(path)))
 
 
 def write_docs(rep: Report, argv: list[str], when: datetime, loads: tuple[str, str]) -> None:
@@ -744,6 +861,13 @@ def write_docs(rep: Report, argv: list[str], when: datetime, loads: tuple[str, s
         *[f"* {name}: skipped ({why})" for name, why in rep.skipped.items()], "",
         "### Every round", "", *rep.rounds_table(), "",
     ]
+    for name, path in rep.profiles.items():
+        lines += [f"### Where {name}'s time goes", "",
+                  f"py-spy (`--profile`) sampled the {name} process 100 times a second, without pausing it, "
+                  "under the same load in one extra run after the rounds (not counted above); only samples of a "
+                  "thread holding the GIL count (`--gil`: the Python work, which is what limits a process at "
+                  "~100 % of a core).", "",
+                  *profile_tables(path)]
     notes = [f"* {r.target} round {r.round}: {n}" for r in rep.runs for n in r.notes]
     if notes:
         lines += ["Notes:", "", *notes, ""]
@@ -769,6 +893,7 @@ async def bench(args: argparse.Namespace) -> Report:
     skipped: dict[str, str] = {}
     pg: PgDb | None = None
     runs: list[Run] = []
+    profiles: dict[str, Path] = {}
     try:
         for backend in backends if "bot" in names else []:
             if backend == "postgres":
@@ -789,6 +914,14 @@ async def bench(args: argparse.Namespace) -> Report:
                 run = await run_one(target, rnd, stub, loadgen, args.seconds, args.drain, base, workdir)
                 print(f"[round {rnd}] {run.line()}", flush=True)
                 runs.append(run)
+        for target in targets if args.profile else []:  # an extra run each, not counted in the rounds
+            if isinstance(target, BotTarget):
+                profiles[target.name] = Path(args.profile).resolve() / f"{target.name}.txt"
+                profiles[target.name].parent.mkdir(parents=True, exist_ok=True)
+                print(f"[profile] {target.name} under py-spy ...", flush=True)
+                run = await run_one(target, 0, stub, loadgen, args.seconds, args.drain, ID_BASE + next(seq) * RUN_SPAN,
+                                    workdir, profiles[target.name])
+                print(f"[profile] {run.line()}", flush=True)
     finally:
         for target in targets:
             await target.stop()
@@ -800,7 +933,7 @@ async def bench(args: argparse.Namespace) -> Report:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return Report(runs, [(t.name, t.label) for t in targets], args.seconds, args.rounds, loadgen.name,
-                  args.connections, skipped)
+                  args.connections, skipped, profiles)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -815,6 +948,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--drain", type=float, default=180.0, help="max seconds to wait for replies after a load")
+    parser.add_argument("--profile", metavar="DIR", help="after the rounds, one more run of each bot under py-spy "
+                        "(not counted; collapsed stacks in DIR/bot-*.txt; tables printed and, with --docs, written)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs, SQLite files)")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
