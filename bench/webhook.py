@@ -413,16 +413,17 @@ class BotTarget:
     async def busy(self) -> bool:
         return await _scalar(self.database_url, "SELECT count(*) FROM outbox WHERE status = 'pending'") > 0
 
-    async def transactions(self) -> int | None:
-        """Transactions committed or rolled back in the PostgreSQL database so far (None on SQLite).
+    async def transactions(self) -> tuple[int, int] | None:
+        """(committed, rolled back) transactions in the PostgreSQL database so far (None on SQLite).
         Counts reach pg_stat_database when a backend goes idle or exits, so this is approximate while the
         bot runs and exact once it stopped; the benchmark's own few queries are included."""
         if self.pg is None:
             return None
         conn = self.pg.backend._conn
         await conn.execute("SELECT pg_stat_clear_snapshot()")
-        return int(await conn.fetchval("SELECT xact_commit + xact_rollback FROM pg_stat_database "
-                                       "WHERE datname = current_database()"))
+        row = await conn.fetchrow("SELECT xact_commit, xact_rollback FROM pg_stat_database "
+                                  "WHERE datname = current_database()")
+        return int(row[0]), int(row[1])
 
     async def failed(self) -> int:
         return await _scalar(self.database_url, "SELECT count(*) FROM outbox WHERE status = 'failed'")
@@ -535,7 +536,7 @@ class Run:
     drain: float = 0.0  # seconds after the load until every reply was out
     drained: bool = True
     failed: int = 0  # outbox rows given up (bot)
-    tx_per_update: float | None = None  # PostgreSQL transactions per accepted update (bot on PostgreSQL)
+    tx_per_update: tuple[float, float] | None = None  # PostgreSQL (commits, rollbacks) per accepted update
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -556,7 +557,8 @@ class Run:
                     f"{self.extra}, short {self.short}, drain {self.drain:.1f} s")
             out += "" if self.complete else "  ✗ INCOMPLETE"
         if self.tx_per_update is not None:
-            out += f"; ≈{self.tx_per_update:.1f} PostgreSQL transactions per update"
+            out += (f"; per update ≈{self.tx_per_update[0]:.1f} PostgreSQL commits, "
+                    f"{self.tx_per_update[1]:.1f} rollbacks")
         return out
 
     @property
@@ -602,7 +604,7 @@ async def run_one(target: Target, rnd: int, stub: StubBotApi, loadgen: LoadGen, 
     py-spy samples the target process during the load into that file (collapsed stacks)."""
     stub.reset()
     url = await target.start(stub, workdir)
-    tx0: int | None = None
+    tx0: tuple[int, int] | None = None
     try:
         assert target.child is not None
         expected = await probe(target, stub, url, base)
@@ -648,7 +650,7 @@ async def run_one(target: Target, rnd: int, stub: StubBotApi, loadgen: LoadGen, 
     if isinstance(target, BotTarget) and tx0 is not None and run.accepted:
         tx1 = await target.transactions()  # after the stop: its backends have reported their counts
         if tx1 is not None:
-            run.tx_per_update = (tx1 - tx0) / run.accepted
+            run.tx_per_update = ((tx1[0] - tx0[0]) / run.accepted, (tx1[1] - tx0[1]) / run.accepted)
     return run
 
 
@@ -803,9 +805,11 @@ class Report:
         out = []
         tx = [r.tx_per_update for r in self.runs if r.tx_per_update is not None]
         if tx:
-            out.append(f"wuwei on PostgreSQL: ≈{_med(tx):.1f} database transactions per update (median of the "
-                       "rounds; pg_stat_database before the load and after the bot stopped, so it includes the "
-                       "outbox's work, the scheduler's ticks and the benchmark's own polling)")
+            out.append(f"wuwei on PostgreSQL, per update: ≈{_med([c for c, _ in tx]):.1f} committed and "
+                       f"≈{_med([r for _, r in tx]):.1f} rolled-back transactions (medians of the rounds; "
+                       "pg_stat_database before the load and after the bot stopped, so the outbox's work, the "
+                       "scheduler's ticks and the benchmark's own polling are in; the rollbacks are, by the code, "
+                       "`pool_pre_ping`'s BEGIN/ROLLBACK on every connection checkout)")
         for name, label in self.targets:
             ratio = self.ratio(name) if name.startswith("bot-") else None
             if ratio is None:
