@@ -229,3 +229,32 @@ async def test_a_group_that_lost_the_bot_is_reported_to_the_coordinators(tg: TgS
     assert cards(tg, [number]) == []
     alert = await tg.last("c-zhao")
     assert number in alert and "幸福社区为老服务队" in alert and "telegram" in alert
+
+
+async def test_rate_limits_can_be_configured_off() -> None:
+    """channels.telegram.rate_limits: false sends without asking the limiter (a local Bot API has no limits)."""
+    from bot.channels.telegram import TelegramChannel
+    from bot.clock import Clock
+    from bot.config_channels import TelegramConfig
+    from bot.ratelimit import Rule
+
+    class AlwaysWait:
+        asked = 0
+
+        async def reserve(self, rules: list[Rule]) -> float:
+            self.asked += 1
+            return 3.0
+
+        async def block(self, key: str, seconds: float) -> None:
+            """Not used here."""
+
+    for rate_limits in (True, False):
+        limiter = AlwaysWait()
+        cfg = TelegramConfig(enabled=True, token="1:x", rate_limits=rate_limits)
+        channel = TelegramChannel(cfg, None, Clock(), limiter, "zh_CN")  # type: ignore[arg-type]
+        if rate_limits:
+            with pytest.raises(RetryLater):
+                await channel._reserve("42")
+        else:
+            await channel._reserve("42")
+        assert limiter.asked == (1 if rate_limits else 0)

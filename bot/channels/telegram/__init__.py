@@ -247,6 +247,8 @@ class TelegramChannel:
 
     # ---- outbound ----------------------------------------------------------------------------------
     async def _reserve(self, chat_id: str) -> None:
+        if not self.cfg.rate_limits:  # configured off; a 429 from the server is still obeyed (_api)
+            return
         delay = await self.limiter.reserve(outbound.rules(chat_id))
         if delay > 0:
             raise RetryLater(delay)
