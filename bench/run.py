@@ -63,6 +63,7 @@ CHECK_TIMEOUT = 2.0
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 COMMAND = ".venv/bin/python -m bench.run"
+SECTION_MARK = "<!-- bench."  # each other script's section starts with "<!-- bench.NAME: ... -->"
 
 # (category button, service button, community button, team group, a member on duty Monday 10:00–12:00)
 CASES = [
@@ -627,11 +628,27 @@ def write_docs(results: list[BackendResult], skipped: dict[str, str], sizes: Siz
         lines += ["### Side by side", "", comparison_table(results), ""]
     lines += ["## Interpretation", "", *[f"* {o}" for o in _observations(results)], "", INTERPRETATION]
     DOCS.parent.mkdir(parents=True, exist_ok=True)
-    # keep the sections other scripts write below their markers (bench.crisis, bench.channels), from the first one
-    mark = "<!-- bench."
+    # keep the sections other scripts (bench.crisis, bench.channels, bench.webhook …) write below their markers
     old = DOCS.read_text(encoding="utf-8") if DOCS.exists() else ""
-    tail = old[old.index(mark):] if mark in old else ""
+    tail = old[old.index(SECTION_MARK):] if SECTION_MARK in old else ""
     DOCS.write_text("\n".join(lines).rstrip() + "\n" + ("\n" + tail if tail else ""), encoding="utf-8")
+
+
+def write_section(mark: str, lines: list[str], docs: Path = DOCS) -> None:
+    """Put one script's section of docs/benchmarks.md (`mark`, a "<!-- bench.NAME: ... -->" line, then
+    `lines`) in place of its previous one, which ends where the next script's marker starts; at the end
+    of the page if it has none yet. The other sections are kept as they are."""
+    key = mark.split(":")[0] + ":"
+    old = docs.read_text(encoding="utf-8") if docs.exists() else "# Benchmarks\n"
+    body = mark + "\n\n" + "\n".join(lines).strip() + "\n"
+    if key in old:
+        start = old.index(key)
+        end = old.find(SECTION_MARK, start + len(key))
+        new = old[:start] + body + ("" if end < 0 else "\n" + old[end:])
+    else:
+        new = old.rstrip() + "\n\n" + body
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(new, encoding="utf-8")
 
 
 # ---- main --------------------------------------------------------------------------------------------

@@ -7,16 +7,18 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from bot.channels import registry
 from bot.channels.base import Channel
-from bot.channels.simulator import SimulatorChannel
 from bot.clock import Clock
 from bot.config import Config, redact_url
 from bot.dispatcher import Dispatcher
-from bot.outbox import Outbox
+from bot.outbox import LEASE, Outbox
 from bot.ratelimit import make_rate_limiter
 from bot.scheduler import Scheduler
 from bot.seed import sync_config
+from handlers.events import ChannelTraits
 from storage.db import Database
+from storage.repo import NewRow
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +35,18 @@ class App:
         self.limiter = make_rate_limiter(cfg.storage.redis_url, self.clock, prefix=redis_prefix + "rate:",
                                          share=cfg.storage.redis_fallback_workers)
         self.channels: dict[str, Channel] = {}
+        self.traits: dict[str, ChannelTraits] = registry.traits(cfg)
         self.outbox = Outbox(cfg, self.db, self.channels, self.clock)
-        self.dispatcher = Dispatcher(cfg, self.db, self.clock, on_outbox=self._kick)
+        self.dispatcher = Dispatcher(cfg, self.db, self.clock, on_outbox=self._kick,
+                                     lease_seconds=LEASE.total_seconds(), traits=self.traits)
         self.outbox.on_card_failed = self.dispatcher.card_undeliverable
         self.scheduler = Scheduler(self.db, self.dispatcher, self.clock, cfg.timings.tick_seconds)
         self.web = web.Application(client_max_size=1024 * 1024)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
-    async def _kick(self, ids: list[int]) -> None:
+    async def _kick(self, ids: list[int], leased: list[NewRow]) -> None:
+        self.outbox.deliver_now(leased)
         self.outbox.kick()
 
     async def settle(self, ids: list[int] | None = None) -> None:
@@ -59,23 +64,8 @@ class App:
         log.info("database: %s", redact_url(self.cfg.storage.database_url))
         await self.db.upgrade()
         await sync_config(self.db, self.cfg, self.clock.now(), self.cfg.simulator.enabled)
-        if self.cfg.simulator.enabled:
-            self.channels["simulator"] = SimulatorChannel(self.db, self.clock, self.settle, self.advance,
-                                                          self.cfg.timezone, [t.id for t in self.cfg.teams])
-        if self.cfg.channels.wecom.enabled:  # the corp app ("wecom") and 微信客服 ("wecom_kf")
-            from bot.channels.wecom import build_channels
-
-            for wecom in build_channels(self.cfg, self.db, self.clock, self.limiter, self.outbox.kick):
-                self.channels[wecom.name] = wecom
-        if self.cfg.channels.wecom.aibot.enabled:  # the smart robot in volunteer groups ("wecom_bot")
-            from bot.channels.wecom_bot import WecomBotChannel
-
-            self.channels["wecom_bot"] = WecomBotChannel(self.cfg, self.db, self.clock, self.limiter, self.settle)
-        if self.cfg.channels.telegram.enabled:
-            from bot.channels.telegram import TelegramChannel
-
-            self.channels["telegram"] = TelegramChannel(self.cfg.channels.telegram, self.db, self.clock,
-                                                        self.limiter, self.cfg.locale, self.outbox.kick)
+        self.channels.update(registry.build(self.cfg, self.db, self.clock, self.limiter, self.outbox.kick,
+                                            self.settle, self.advance))
         for channel in self.channels.values():
             self.web.add_routes(channel.routes())
             await channel.start(self.dispatcher.handle)

@@ -24,6 +24,7 @@ class TelegramConfig(Strict):
     webhook_secret: SecretStr | None = None  # env WUWEI_TELEGRAM_WEBHOOK_SECRET
     webhook_path: str = Field(default="/telegram/webhook", pattern=r"^/[A-Za-z0-9/_-]*$")
     poll_timeout: int = Field(default=25, ge=0, le=50)
+    rate_limits: bool = True  # false: no flood limits of our own (a local Bot API server, benchmarks)
 
     @property
     def transport(self) -> str:

@@ -4,7 +4,7 @@ the platform (or the simulator's caller) retries it, up to a bounded number of t
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from bot.clock import Clock
 from bot.config import Config
@@ -12,7 +12,7 @@ from flows.i18n import t
 from flows.types import Message
 from handlers import presses, router
 from handlers.context import Ctx
-from handlers.events import Handled, InboundEvent
+from handlers.events import ChannelTraits, Handled, InboundEvent
 from storage import repo
 from storage.db import Database
 from storage.locks import LocalLocks
@@ -25,8 +25,13 @@ class Dispatcher:
     """Handles one event at a time per conversation, each in exactly one committed transaction."""
 
     def __init__(self, cfg: Config, db: Database, clock: Clock,
-                 on_outbox: Callable[[list[int]], Awaitable[None]] | None = None) -> None:
+                 on_outbox: Callable[[list[int], list[repo.NewRow]], Awaitable[None]] | None = None,
+                 lease_seconds: float = 0.0, traits: Mapping[str, ChannelTraits] | None = None) -> None:
         self.cfg, self.db, self.clock = cfg, db, clock
+        self.traits = traits if traits is not None else {}  # the running channels' traits (filled at start)
+        # > 0: an event's messages to chats with nothing else waiting are written leased to this worker and
+        # sent from memory right after the commit (the outbox's own lease time)
+        self.lease_seconds = lease_seconds
         self.catalog = cfg.catalog()
         self.on_outbox = on_outbox
         # one conversation's events in this process in arrival order (the database lock taken inside the
@@ -35,7 +40,8 @@ class Dispatcher:
 
     def _ctx(self, session: object, ev: InboundEvent | None = None) -> Ctx:
         key = ev.key if ev is not None and ev.kind != "timer" else None
-        return Ctx(s=session, cfg=self.cfg, catalog=self.catalog, now=self.clock.now(), key=key)  # type: ignore[arg-type]
+        return Ctx(s=session, cfg=self.cfg, catalog=self.catalog, now=self.clock.now(),  # type: ignore[arg-type]
+                   traits=self.traits, key=key)
 
     async def handle(self, ev: InboundEvent) -> Handled:
         """Handle an event once; a repeat of an already-handled event id does nothing. When handling
@@ -51,10 +57,11 @@ class Dispatcher:
                         return Handled(duplicate=True)
                     await self.db.lock_conversation(session, str(key))
                     answer = await router.route(ctx, ev)
+                    fast = await ctx.flush_outbox(self.lease_seconds)
         except Exception as exc:  # (a twin of this event on another worker waits for the dedupe row, then skips)
             log.exception("handling an event on %s failed; the transaction was rolled back", ev.channel)
             return await self._failed(ev, exc)
-        await self._committed(ctx.outbox_ids)
+        await self._committed(ctx.outbox_ids, fast)
         return Handled(answer=answer, outbox_ids=ctx.outbox_ids)
 
     async def _settled(self, ev: InboundEvent) -> str | None:
@@ -66,12 +73,12 @@ class Dispatcher:
             log.warning("the read-only look at a press failed; handling it in full", exc_info=True)
             return None
 
-    async def _committed(self, outbox_ids: list[int]) -> None:
-        """After the commit the event is done whatever happens next: a failure to wake the outbox (it polls
-        anyway) must never be reported as a failed event, or the platform would deliver it again."""
+    async def _committed(self, outbox_ids: list[int], leased: list[repo.NewRow] | None = None) -> None:
+        """After the commit the event is done whatever happens next: a failure to hand the rows to the outbox
+        (it polls anyway) must never be reported as a failed event, or the platform would deliver it again."""
         if outbox_ids and self.on_outbox is not None:
             try:
-                await self.on_outbox(outbox_ids)
+                await self.on_outbox(outbox_ids, leased or [])
             except Exception:
                 log.exception("waking the outbox failed; it will find the rows on its next pass")
 
@@ -93,6 +100,7 @@ class Dispatcher:
                 ctx = self._ctx(session)
                 if ev.kind != "timer" and ev.chat_type == "private":
                     await ctx.say(ev.channel, ev.chat_id, Message(t(self.cfg.locale, "error.sorry")))
+                await ctx.flush_outbox()
         except Exception:
             log.exception("could not record giving up an event on %s", ev.channel)
             return Handled(failed=True)
@@ -108,6 +116,7 @@ class Dispatcher:
             async with self.db.transaction() as session:
                 ctx = self._ctx(session)
                 await ops.card_undeliverable(ctx, request_id, ledger_kind, channel, chat_id)
+                await ctx.flush_outbox()
         except Exception:
             log.exception("reacting to an undeliverable card on %s failed", channel)
             return

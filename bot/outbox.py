@@ -3,6 +3,7 @@ send a row twice, retried with backoff, and request cards recorded in the messag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.channels.base import Channel, PermanentSendError, RetryLater, WaitForInbound
 from bot.clock import Clock
 from bot.config import Config
-from bot.leader import worker_id
 from flows.i18n import norm_locale, t
 from flows.types import Button, Message
 from handlers.context import message_payload
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # worker that died (kill -9) are taken over within LEASE; they are real time, not the app's (maybe frozen) Clock.
 LEASE = timedelta(seconds=10)
 RENEW_SECONDS = 3.0
+MARK_DELAY = 0.005  # seconds of sends whose "sent" marks are written together
 MAX_ATTEMPTS = 12
 
 
@@ -78,22 +79,56 @@ class Outbox:
         self._pass_lock = asyncio.Lock()
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.holder = worker_id()[-64:]
         self._held: set[int] = set()  # rows leased by this worker and not done yet (the heartbeat renews them)
+        self._inflight: dict[int, asyncio.Task[None]] = {}  # rows being sent from memory (deliver_now)
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._to_mark: set[int] = set()  # sent, to be marked sent with the next batch
+        self._marking: asyncio.Task[None] | None = None
         # called when a request card is given up on (refused for good, or out of attempts): the app wires
         # it to Dispatcher.card_undeliverable (e.g. a WeCom group card falls back to 1:1 app cards)
         self.on_card_failed: Callable[[int, str, str, str], Awaitable[None]] | None = None
 
     # ---- loop ----------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the background delivery loop."""
+        """Start the background delivery loop and the lease heartbeat."""
         self._task = asyncio.create_task(self._run(), name="outbox")
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="outbox-lease")
 
     async def stop(self) -> None:
-        """Stop the loop (rows not yet sent stay in the database for the next start)."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Stop the loop (rows not yet sent stay in the database for the next start); sends in flight finish."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight.values()), timeout=5.0)
+        await self.marked()
+        for task in (self._task, self._heartbeat_task):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    def deliver_now(self, rows: list[repo.NewRow]) -> None:
+        """Send rows an event just committed, leased to this worker, from memory: no lease transaction, no
+        wait for the next pass. Each chat's rows go in order, chats side by side."""
+        lanes: OrderedDict[tuple[str, str], list[_Row]] = OrderedDict()
+        for r in rows:
+            lanes.setdefault((r.channel, r.chat_id), []).append(
+                _Row(r.id, r.channel, r.chat_id, r.kind, r.request_id, r.ledger_kind, r.payload, 0))
+        for lane in lanes.values():
+            self._held.update(row.id for row in lane)
+            task = asyncio.create_task(self._fast_lane(lane), name="outbox-now")
+            for row in lane:
+                self._inflight[row.id] = task
+
+    async def _fast_lane(self, rows: list[_Row]) -> None:
+        try:
+            await self._deliver_lane(rows)
+        except Exception:
+            log.exception("outbox: sending at once failed; the rows are retried by the loop")
+            with contextlib.suppress(Exception):
+                await self._release_leases(rows)
+        finally:
+            for r in rows:
+                self._inflight.pop(r.id, None)
+                self._held.discard(r.id)
+            self.kick()  # rows queued behind these in the same chats may go now
 
     def kick(self) -> None:
         """Wake the loop: new rows were committed."""
@@ -115,8 +150,13 @@ class Outbox:
         """Deliver what is due now and wait until these rows are no longer waiting, whichever worker
         sends them (the simulator answers only after the messages an event caused are delivered)."""
         deadline = asyncio.get_running_loop().time() + timeout
+        inflight = self._inflight
+        sending = set(inflight.values()) if ids is None else {inflight[i] for i in ids if i in inflight}
+        if sending:
+            await asyncio.wait(sending, timeout=timeout)
         while True:
             await self.deliver_due()
+            await self.marked()
             if not ids or not await self._still_due(ids):
                 return
             if asyncio.get_running_loop().time() > deadline:
@@ -138,18 +178,16 @@ class Outbox:
             lanes = await self._lease()
             if not lanes:
                 return 0
-            self._held = {r.id for rows in lanes.values() for r in rows}
-            heartbeat = asyncio.create_task(self._heartbeat(), name="outbox-lease")
+            leased = {r.id for rows in lanes.values() for r in rows}
+            self._held |= leased
             try:
                 results = await asyncio.gather(*(self._deliver_lane(rows) for rows in lanes.values()))
             finally:
-                heartbeat.cancel()
-                await asyncio.gather(heartbeat, return_exceptions=True)
-                self._held = set()
+                self._held -= leased
             return sum(results)
 
     async def _heartbeat(self) -> None:
-        """Keep this pass's leases while it runs (a long rate-limited lane must not be taken over)."""
+        """Keep this worker's leases while it works on them (a long rate-limited lane is not taken over)."""
         while True:
             await asyncio.sleep(RENEW_SECONDS)
             ids = sorted(self._held)
@@ -242,7 +280,7 @@ class Outbox:
             await self._retry(row, delay, count=True, error=f"{type(exc).__name__}: {exc}"[:300])
             return False
         if row.kind != "card":  # a card is marked sent together with its ledger entry
-            await self._finish(row.id, "sent", None)
+            self._mark_sent_soon(row.id)
         return True
 
     async def _detail_undeliverable(self, row: _Row) -> None:
@@ -350,6 +388,35 @@ class Outbox:
     async def _finish(self, row_id: int, status: str, error: str | None) -> None:
         async with self.db.transaction() as s:
             await self._mark(s, row_id, status, error)
+
+    def _mark_sent_soon(self, row_id: int) -> None:
+        """Sent rows are marked in batches: one write for the messages of a few milliseconds (a worker dying in
+        between sends those again after their lease: at least once, in the smallest window)."""
+        self._to_mark.add(row_id)
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.create_task(self._mark_batches(), name="outbox-mark-sent")
+
+    async def _mark_batches(self) -> None:
+        await asyncio.sleep(MARK_DELAY)
+        while self._to_mark:
+            ids = sorted(self._to_mark)
+            self._to_mark.clear()
+            try:
+                async with self.db.transaction() as s:
+                    await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(
+                        status="sent", error=None, lease_until=None, sent_at=self.clock.now()))
+            except Exception as exc:
+                log.warning("outbox: could not mark %d rows sent (%s); trying again", len(ids), type(exc).__name__)
+                self._to_mark.update(ids)
+                await asyncio.sleep(1.0)
+                continue
+            self._held.difference_update(ids)
+            self.kick()  # rows queued behind these in the same chats may go now
+
+    async def marked(self) -> None:
+        """Wait until every row sent so far is marked sent."""
+        while self._marking is not None and not self._marking.done():
+            await asyncio.gather(self._marking, return_exceptions=True)
 
     async def _mark(self, s: AsyncSession, row_id: int, status: str, error: str | None) -> None:
         self._held.discard(row_id)

@@ -1,7 +1,7 @@
 """The per-event context handlers work with: the session, config, clock and ways to say things."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flows.catalog import Catalog
 from flows.i18n import norm_locale
 from flows.types import ConversationKey, Message
+from handlers.events import NO_TRAITS, ChannelTraits
 from storage import repo
 from storage.models import ConversationState, HelpRequest, Person
 
@@ -19,9 +20,6 @@ if TYPE_CHECKING:
     from bot.config import Config
 
 
-# channels whose one send reaches several members as one card (WeCom app: touser "a|b|c", and a
-# click's update_template_card with atall turns every copy at once)
-FANOUT_CHANNELS = frozenset({"wecom"})
 
 MessageBuilder = Callable[[str], Message]  # locale -> message, so each person gets their language
 
@@ -43,9 +41,11 @@ class Ctx:
     cfg: Config
     catalog: Catalog
     now: datetime  # naive UTC
+    traits: Mapping[str, ChannelTraits] = field(default_factory=dict)  # what the core may know of each channel
     key: ConversationKey | None = None  # the event's conversation (None for timers)
     state: ConversationState | None = None  # its state, read once after the conversation lock
-    outbox_ids: list[int] = field(default_factory=list)
+    outbox_ids: list[int] = field(default_factory=list)  # filled by flush_outbox, once the rows are written
+    rows: list[repo.NewRow] = field(default_factory=list)  # this event's messages, written together at the end
 
     async def set_state(self, flow: str, data: dict[str, object]) -> None:
         """Replace the state of this event's conversation."""
@@ -77,8 +77,7 @@ class Ctx:
 
     async def say(self, channel: str, chat_id: str, msg: Message) -> None:
         """Queue a message to a chat."""
-        self.outbox_ids.append(await repo.enqueue(self.s, self.now, channel, chat_id, "message",
-                                                  message_payload(msg)))
+        self.rows.append(repo.NewRow(channel, chat_id, "message", message_payload(msg)))
 
     async def say_to(self, person: Person, build: MessageBuilder) -> int:
         """Queue a private message to every account of a person; returns how many accounts."""
@@ -93,8 +92,7 @@ class Ctx:
 
     async def post(self, channel: str, chat_id: str, req_id: int, ledger_kind: str) -> None:
         """Queue a request-bound message (card, nudge, detail) rendered from the request at delivery."""
-        self.outbox_ids.append(await repo.enqueue(self.s, self.now, channel, chat_id, "card", {},
-                                                  request_id=req_id, ledger_kind=ledger_kind))
+        self.rows.append(repo.NewRow(channel, chat_id, "card", {}, req_id, ledger_kind))
 
     async def post_to(self, person: Person, req_id: int, ledger_kind: str) -> int:
         """Queue a request-bound message to every account of a person."""
@@ -113,7 +111,7 @@ class Ctx:
         fanout: dict[str, list[str]] = {}
         for ident in idents:
             chat = ident.chat_id or ident.external_id
-            if ident.channel in FANOUT_CHANNELS:
+            if self.traits.get(ident.channel, NO_TRAITS).fanout:
                 fanout.setdefault(ident.channel, []).append(chat)
             else:
                 await self.post(ident.channel, chat, req_id, ledger_kind)
@@ -122,5 +120,15 @@ class Ctx:
 
     async def refresh(self, req_id: int) -> None:
         """Queue a re-render of every copy of a request's messages on every channel."""
-        self.outbox_ids.append(await repo.enqueue(self.s, self.now, "*", f"request:{req_id}", "refresh", {},
-                                                  request_id=req_id))
+        self.rows.append(repo.NewRow("*", f"request:{req_id}", "refresh", {}, req_id))
+
+    async def flush_outbox(self, lease_for: float = 0.0) -> list[repo.NewRow]:
+        """Write this event's messages in one statement (before the commit). With `lease_for` seconds, the
+        rows of chats with nothing else waiting are written leased to this worker, which sends them from
+        memory right after the commit; those rows are returned."""
+        rows, self.rows = self.rows, []
+        if not rows:
+            return []
+        leased = await repo.enqueue_many(self.s, self.now, rows, lease_for)
+        self.outbox_ids += [r.id for r in rows]
+        return leased

@@ -12,6 +12,7 @@ from flows.i18n import t
 from flows.types import Message
 from handlers import duty
 from handlers.context import Ctx, MessageBuilder
+from handlers.events import NO_TRAITS
 from handlers.views import view_of
 from storage import repo
 from storage.models import GroupBinding, HelpRequest, Person
@@ -143,12 +144,14 @@ async def escalate(ctx: Ctx, req: HelpRequest, from_team: str, why: str) -> None
 
 
 async def nudge(ctx: Ctx, req_id: int, team_id: str, people: list[Person], bindings: list[GroupBinding]) -> None:
-    """Tell on-duty volunteers privately about an open request. A team whose WeCom group has a working
-    smart robot gets the card there instead of 1:1 WeCom app cards (unless config says to fall back)."""
-    aibot = ctx.cfg.channels.wecom.aibot
-    in_wecom_group = aibot.enabled and any(b.channel == "wecom_bot" for b in bindings)
-    skip = frozenset({"wecom"}) if in_wecom_group and team_id not in aibot.fallback_teams else frozenset()
-    await ctx.post_to_all(people, req_id, "nudge", skip_channels=skip)
+    """Tell on-duty volunteers privately about an open request. Where the team's card in a group stands for
+    the private cards of another channel (a channel trait), those are not sent (unless the team keeps them)."""
+    skip = set()
+    for binding in bindings:
+        traits = ctx.traits.get(binding.channel, NO_TRAITS)
+        if traits.replaces_private and team_id not in traits.keep_private_for:
+            skip.add(traits.replaces_private)
+    await ctx.post_to_all(people, req_id, "nudge", skip_channels=frozenset(skip))
 
 
 async def schedule_waiting_timers(ctx: Ctx, req_id: int, team_id: str) -> None:

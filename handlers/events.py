@@ -32,6 +32,19 @@ class InboundEvent:
         return ConversationKey(self.channel, self.chat_id, self.user_id)
 
 
+@dataclass(frozen=True)
+class ChannelTraits:
+    """What the core may know of a channel, without naming it (bot/channels/registry.py says which has which)."""
+
+    fanout: bool = False  # one send to "a|b|c" reaches all of them as one card that one edit updates for all
+    replaces_private: str | None = None  # a team card in a group here stands for private cards on that channel
+    keep_private_for: frozenset[str] = frozenset()  # … except for these teams, who get both
+    card_failed_key: str = "coord.group_card_failed"  # how coordinators are told a group card failed here
+
+
+NO_TRAITS = ChannelTraits()
+
+
 @dataclass
 class Handled:
     """What the dispatcher tells the adapter: the toast for a press, and whether it was a repeat."""

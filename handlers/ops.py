@@ -11,6 +11,7 @@ from flows.i18n import t
 from flows.types import Draft, Message
 from handlers import duty, effects
 from handlers.context import Ctx
+from handlers.events import NO_TRAITS
 from storage import repo
 from storage.models import GroupBinding, HelpRequest, Person
 
@@ -42,22 +43,21 @@ async def submit(ctx: Ctx, resident: Person, channel: str, chat_id: str, draft: 
 
 
 async def card_undeliverable(ctx: Ctx, req_id: int, ledger_kind: str, channel: str, chat_id: str) -> None:
-    """A group card could not be posted for good (the bot was removed from the group, the WeCom robot was
-    refused): the coordinators are told which group to check; for the WeCom robot the on-duty members
-    also get the WeCom app cards nudge() held back for that group."""
+    """A group card could not be posted for good (the bot was removed from the group, a group robot was
+    refused): the coordinators are told which group to check; where that group's card stood for private
+    cards on another channel (a channel trait), the on-duty members get those after all."""
     req = await repo.get_request(ctx.s, req_id)
     if ledger_kind != "group_card" or req is None or req.status != rq.OPEN:
         return
     binding = await ctx.s.get(GroupBinding, (channel, chat_id))
     team_id = binding.team_id if binding else req.team_id
     team = ctx.cfg.team(team_id)
-    key = "coord.group_card_failed"
-    if channel == "wecom_bot":
-        key = "wecom_bot.card_failed"
-        if team_id not in ctx.cfg.channels.wecom.aibot.fallback_teams:  # a fallback team had its app cards
-            on = await duty.on_duty(ctx, team_id)
-            others = {i.channel for i in await repo.identities_of(ctx.s, [p.id for p in on])} - {"wecom"}
-            await ctx.post_to_all(on, req.id, "nudge", skip_channels=frozenset(others))
+    traits = ctx.traits.get(channel, NO_TRAITS)
+    key = traits.card_failed_key
+    if traits.replaces_private and team_id not in traits.keep_private_for:  # a kept team had them already
+        on = await duty.on_duty(ctx, team_id)
+        others = {i.channel for i in await repo.identities_of(ctx.s, [p.id for p in on])} - {traits.replaces_private}
+        await ctx.post_to_all(on, req.id, "nudge", skip_channels=frozenset(others))
     await effects.notify_coordinators(ctx, lambda loc: Message(t(loc, key, number=req.number, channel=channel,
                                       team=team.name if team else team_id)), req.station_id)
 

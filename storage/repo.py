@@ -4,14 +4,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flows.requests import TRANSITIONS
 from flows.types import ConversationKey
+from storage.db import utcnow
 from storage.models import (
     Claim,
     ConversationState,
@@ -350,6 +351,45 @@ async def enqueue(s: AsyncSession, now: datetime, channel: str, chat_id: str, ki
     s.add(row)
     await s.flush()
     return row.id
+
+
+@dataclass
+class NewRow:
+    """An outbox row to write with an event's others (id set once written)."""
+
+    channel: str
+    chat_id: str
+    kind: str
+    payload: dict[str, Any]
+    request_id: int | None = None
+    ledger_kind: str | None = None
+    id: int = 0
+    leased: bool = False
+
+
+async def enqueue_many(s: AsyncSession, now: datetime, rows: list[NewRow], lease_for: float = 0.0) -> list[NewRow]:
+    """Write an event's outbox rows in one statement, in order. With `lease_for` > 0 the rows of chats that have
+    nothing else waiting are written leased (for that many seconds of real time) to the caller, who sends them
+    right after the commit; returns those rows."""
+    busy: set[tuple[str, str]] = set()
+    if lease_for > 0:
+        chats = sorted({r.chat_id for r in rows})
+        q = select(OutboxMessage.channel, OutboxMessage.chat_id).where(
+            OutboxMessage.status == "pending", OutboxMessage.chat_id.in_(chats)).distinct()
+        busy = {(c, chat) for c, chat in (await s.execute(q)).all()}
+    until = utcnow() + timedelta(seconds=lease_for)
+    values = []
+    for r in rows:
+        r.leased = lease_for > 0 and (r.channel, r.chat_id) not in busy
+        values.append({"created_at": now, "channel": r.channel, "chat_id": r.chat_id, "kind": r.kind,
+                       "payload": r.payload, "request_id": r.request_id, "ledger_kind": r.ledger_kind,
+                       "status": "pending", "attempts": 0, "next_attempt_at": now,
+                       "lease_until": until if r.leased else None})
+    stmt = insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True)
+    ids = (await s.execute(stmt, values)).scalars().all()
+    for r, row_id in zip(rows, ids, strict=True):
+        r.id = row_id
+    return [r for r in rows if r.leased]
 
 
 async def add_ledger(s: AsyncSession, request_id: int, channel: str, chat_id: str, message_id: str, kind: str,

@@ -53,6 +53,7 @@ async def open_requests(tg: TgSim, n: int) -> list[str]:
                 created_at=ctx.now)
             await effects.dispatch(ctx, req, TEAM, "dispatch")
             numbers.append(number)
+        await ctx.flush_outbox()  # the test owns the transaction, as the dispatcher does for an event
     tg.app.outbox.kick()
     return numbers
 
@@ -150,6 +151,7 @@ async def test_long_texts_arrive_split_never_cut(tg: TgSim) -> None:
     async with tg.app.db.transaction() as s:
         ctx = Ctx(s=s, cfg=tg.app.cfg, catalog=tg.app.cfg.catalog(), now=tg.app.clock.now())
         await ctx.say("telegram", str(tg.uid("r-long")), Message(text, buttons))
+        await ctx.flush_outbox()
     await run_until(tg, lambda: len(tg.fake.chats[tg.uid("r-long")]) > before + 1
                     and tg.fake.chats[tg.uid("r-long")][-1].reply_markup is not None)
     parts = tg.fake.chats[tg.uid("r-long")][before:]
@@ -227,3 +229,32 @@ async def test_a_group_that_lost_the_bot_is_reported_to_the_coordinators(tg: TgS
     assert cards(tg, [number]) == []
     alert = await tg.last("c-zhao")
     assert number in alert and "幸福社区为老服务队" in alert and "telegram" in alert
+
+
+async def test_rate_limits_can_be_configured_off() -> None:
+    """channels.telegram.rate_limits: false sends without asking the limiter (a local Bot API has no limits)."""
+    from bot.channels.telegram import TelegramChannel
+    from bot.clock import Clock
+    from bot.config_channels import TelegramConfig
+    from bot.ratelimit import Rule
+
+    class AlwaysWait:
+        asked = 0
+
+        async def reserve(self, rules: list[Rule]) -> float:
+            self.asked += 1
+            return 3.0
+
+        async def block(self, key: str, seconds: float) -> None:
+            """Not used here."""
+
+    for rate_limits in (True, False):
+        limiter = AlwaysWait()
+        cfg = TelegramConfig(enabled=True, token="1:x", rate_limits=rate_limits)
+        channel = TelegramChannel(cfg, None, Clock(), limiter, "zh_CN")  # type: ignore[arg-type]
+        if rate_limits:
+            with pytest.raises(RetryLater):
+                await channel._reserve("42")
+        else:
+            await channel._reserve("42")
+        assert limiter.asked == (1 if rate_limits else 0)

@@ -70,6 +70,7 @@ class TelegramChannel:
         # in webhook mode each worker holds a lease of its own while it runs
         self._lease = Lease(db, WEBHOOK_LEASE + self._holder, ttl=WEBHOOK_LEASE_TTL, holder=self._holder)
         self._presence: asyncio.Task[None] | None = None
+        self._keyboards: dict[str, bool] = {}  # private chat -> the share-phone keyboard is shown there
 
     # ---- Channel protocol --------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
@@ -112,6 +113,7 @@ class TelegramChannel:
             sent = await self._send_parts(chat_id, msg.text, parts, markup)
         if keyboard is not None:
             await self._set_state(f"keyboard:{chat_id}", keyboard)
+            self._keyboards[chat_id] = bool(keyboard)
         return sent
 
     async def edit(self, chat_id: str, message_id: str, msg: Message) -> None:
@@ -245,6 +247,8 @@ class TelegramChannel:
 
     # ---- outbound ----------------------------------------------------------------------------------
     async def _reserve(self, chat_id: str) -> None:
+        if not self.cfg.rate_limits:  # configured off; a 429 from the server is still obeyed (_api)
+            return
         delay = await self.limiter.reserve(outbound.rules(chat_id))
         if delay > 0:
             raise RetryLater(delay)
@@ -276,9 +280,17 @@ class TelegramChannel:
             return inline, None
         if msg.phone_button:
             return outbound.contact_keyboard(msg.phone_button), "phone"
-        if await self._get_state(f"keyboard:{chat_id}"):
+        if await self._keyboard_shown(chat_id):
             return ReplyKeyboardRemove(), ""
         return None, None
+
+    async def _keyboard_shown(self, chat_id: str) -> bool:
+        """Whether the share-phone keyboard shows in this chat: read once, then known (each send used to read it)."""
+        if chat_id not in self._keyboards:
+            if len(self._keyboards) > 10_000:
+                self._keyboards.clear()
+            self._keyboards[chat_id] = bool(await self._get_state(f"keyboard:{chat_id}"))
+        return self._keyboards[chat_id]
 
     async def _send_parts(self, chat_id: str, text: str, parts: list[str], markup: Any) -> str:
         """Send a long text part by part; progress is kept so a rate-limit pause never repeats a part."""

@@ -79,6 +79,9 @@ class WecomApi:
                 if cached is not None and cached != stale:
                     return cached
             try:
+                cached = await self._cached()  # another worker may have fetched it just before we got the lease
+                if cached is not None and cached != stale:
+                    return cached
                 return await self._fetch()
             finally:
                 async with self.db.transaction() as s:
