@@ -1,17 +1,25 @@
 """Bring the database in line with config: teams, seeded people, memberships, group bindings."""
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from bot.config import Config
 from storage import repo
 from storage.db import Database
 from storage.models import GroupBinding
 
+# pg_advisory_xact_lock(int, int) key of the config sync: a class of its own (conversations use 0x77770001)
+SYNC_LOCK = (0x77770002, 1)
+
 
 async def sync_config(db: Database, cfg: Config, now: object, simulator: bool) -> None:
-    """Upsert what config declares (idempotent; runs at every start)."""
+    """Upsert what config declares (idempotent; runs at every start). Workers starting at the same moment
+    take turns (PostgreSQL: a transaction-scoped advisory lock; SQLite: the one writer), else on a new
+    database each would insert the same teams and all but one would die of a duplicate key."""
     async with db.transaction() as s:
+        if db.dialect == "postgresql":
+            await s.execute(text("SELECT pg_advisory_xact_lock(:cls, :key)"),
+                            {"cls": SYNC_LOCK[0], "key": SYNC_LOCK[1]})
         for team in cfg.teams:
             await repo.upsert_team(s, team.id, team.name, team.unit, cfg.unit_level(team.unit))
         coords = {c.id: c for c in cfg.people.coordinators}

@@ -4,8 +4,9 @@ from __future__ import annotations
 import asyncio
 
 from bot.clock import Clock
+from storage.models import Team
 from tests.conftest import Backend
-from tests.simclient import MONDAY_10AM_UTC, Sim, demo_config
+from tests.simclient import MONDAY_10AM_UTC, Sim, count_rows, demo_config
 
 
 async def test_two_workers_share_the_work_without_doubling(backend: Backend) -> None:
@@ -32,3 +33,21 @@ async def test_two_workers_share_the_work_without_doubling(backend: Backend) -> 
     finally:
         await a.close()
         await b.close()
+
+
+async def test_two_workers_starting_at_once_on_a_new_database(backend: Backend) -> None:
+    """A first deploy starts every worker at the same moment: each seeds the empty database from config, and
+    none may die of the other's rows (on PostgreSQL both used to insert the teams: UniqueViolation)."""
+    cfg = demo_config(backend.database_url, backend.redis_url)
+    clock = Clock(frozen_at=MONDAY_10AM_UTC)
+    sims = [Sim(cfg, clock, redis_prefix=backend.redis_prefix) for _ in range(3)]
+    try:
+        started = await asyncio.gather(*(s.start() for s in sims), return_exceptions=True)
+        assert [r for r in started if isinstance(r, BaseException)] == []
+        assert await count_rows(backend.database_url, Team) == len(cfg.teams)
+        number = await sims[1].ask_for_help("r-first", "为老服务", "送餐助餐", "幸福社区")
+        assert number in await sims[2].last("grp-xingfu-elderly")
+    finally:
+        for s in sims:
+            await s.close()
+
