@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+
+import pytest
 
 from bot.clock import Clock
 from storage.models import Team
@@ -51,3 +54,17 @@ async def test_two_workers_starting_at_once_on_a_new_database(backend: Backend) 
         for s in sims:
             await s.close()
 
+
+async def test_workers_migrating_at_once(backend: Backend) -> None:
+    """`wuwei run` migrates first: worker processes started together on a new PostgreSQL database take turns
+    (each would otherwise create the same tables, and all but one would die of a duplicate type or table)."""
+    if backend.name != "postgres":
+        pytest.skip("several worker processes need PostgreSQL")
+    code = "import sys; from storage.db import upgrade_sync; upgrade_sync(sys.argv[1])"
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", code, backend.database_url,
+                                                  stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+             for _ in range(3)]
+    outs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 120)
+    failed = [out.decode(errors="replace")[-400:] for p, (out, _) in zip(procs, outs, strict=True) if p.returncode]
+    assert failed == []
+    assert await count_rows(backend.database_url, Team) == 0  # the schema is there (and empty)

@@ -3,13 +3,15 @@ import asyncio
 from typing import Any
 
 from alembic import context
-from sqlalchemy import event, pool
+from sqlalchemy import event, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.models import Base
 
 config = context.config
+# pg_advisory_xact_lock(int, int) key of a migration run (bot.seed.SYNC_LOCK is (0x77770002, 1))
+MIGRATE_LOCK = (0x77770002, 2)
 target_metadata = Base.metadata
 
 
@@ -43,6 +45,11 @@ def do_run_migrations(connection: Connection) -> None:
     """Run the migrations on one synchronous connection."""
     _configure(connection=connection)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # worker processes started together on a new database migrate one after the other: the DDL is
+            # transactional, so the next one, once it has the lock, finds the newest revision and does nothing
+            connection.execute(text("SELECT pg_advisory_xact_lock(:cls, :key)"), {"cls": MIGRATE_LOCK[0],
+                                                                                 "key": MIGRATE_LOCK[1]})
         context.run_migrations()
 
 
