@@ -56,13 +56,12 @@ import aiohttp
 import asyncpg
 import yaml
 
-from bench.run import _cpu_model, _git, load, pct
+from bench.run import _cpu_model, _git, load, pct, write_section
 from bot.config import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 MARK = "<!-- bench.chaos: everything below is written by python -m bench.chaos -->"
-ANY_MARK = "<!-- bench."
 COMMAND = ".venv/bin/python -m bench.chaos"
 PG_BIN = Path(os.environ.get("WUWEI_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
@@ -677,14 +676,14 @@ class Scenario:
             path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
             self.workers.append(Worker(f"w{i}", data["http"]["port"], path, self.dir / f"worker{i}.log"))
             self.data = data
-        # migrate once, before two workers start (both would otherwise race to create the tables)
+        # migrate once, before the workers start (not part of what is measured)
         exe = Path(sys.executable).parent / "wuwei"
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "bot"]
         out = await asyncio.to_thread(subprocess.run, [*cmd, "db", "upgrade", "--config", str(self.workers[0].config)],
                                       cwd=str(ROOT), capture_output=True, text=True, timeout=180)
         if out.returncode != 0:
             raise BenchError(f"wuwei db upgrade failed: {out.stderr[-800:]}")
-        # one after the other: two workers starting at the same moment race in bot.seed.sync_config
+        # one after the other, so each start-up is timed on its own
         async with aiohttp.ClientSession() as http:
             for w in self.workers:
                 await w.start()
@@ -895,7 +894,7 @@ async def analyse(sc: Scenario) -> dict[str, Any]:
             "SELECT error FROM outbox WHERE error IS NOT NULL"))
         delays = await conn.fetch(
             "SELECT id, chat_id, kind, ledger_kind, "
-            "EXTRACT(EPOCH FROM sent_at - GREATEST(created_at, next_attempt_at)) AS delay, created_at "
+            "EXTRACT(EPOCH FROM sent_at - GREATEST(created_at, next_attempt_at)) AS delay, created_at, sent_at "
             "FROM outbox WHERE status = 'sent' AND sent_at IS NOT NULL ORDER BY delay DESC LIMIT 5")
         late = {f"> {x} s": n for x in (2, 5, 10) if (n := await conn.fetchval(
             "SELECT count(*) FROM outbox WHERE status = 'sent' AND "
@@ -938,7 +937,8 @@ async def analyse(sc: Scenario) -> dict[str, Any]:
                 adjacent_bot += 1
                 gap = (b["created_at"] - a["created_at"]).total_seconds()
                 dup_evidence.append(f"{_kind(chat)} chat: 「{_label(b['text'])}」 messages {a['id']} and "
-                                    f"{b['id']}, {gap:.1f} s apart{_nearest_kill(run, a['created_at'])}")
+                                    f"{b['id']}, {gap:.1f} s apart, the first"
+                                    f"{_nearest_kill(run, a['created_at']) or ' (no kill)'}")
     retried = [c for c in run.calls() if c.retried and c.ok]
     prefix = {"/sim/api/send": "msg:", "/sim/api/press": "press:"}
     not_recorded = [c for c in retried
@@ -959,7 +959,8 @@ async def analyse(sc: Scenario) -> dict[str, Any]:
         "outbox": outbox, "attempts": {str(k): v for k, v in attempts.items()}, "outbox_errors": dict(errors),
         "outbox_delay_max": float(delays[0]["delay"]) if delays else 0.0, "outbox_delayed": late,
         "outbox_delays": [f"{_kind(r['chat_id'])} {r['ledger_kind'] or r['kind']} row {r['id']}: "
-                          f"{float(r['delay']):.1f} s{_nearest_kill(run, r['created_at'])}" for r in delays],
+                          f"{float(r['delay']):.1f} s{_kills_between(run, r['created_at'], r['sent_at'])}"
+                          for r in delays],
         "retried_not_recorded": [c.event_id for c in not_recorded],
         "event_failures": [(f["event_id"][:40], f["attempts"]) for f in failures[:10]],
         "event_failure_rows": len(failures), "gave_up": len(gave_up), "apologies": apologies,
@@ -973,10 +974,18 @@ def _kind(chat: str) -> str:
 
 
 def _nearest_kill(run: Run, at: datetime) -> str:
+    """Where `at` lies from the nearest kill, e.g. " (0.1 s before w1 was killed)"."""
     if not run.kills:
         return ""
     k = min(run.kills, key=lambda k: abs((at - k.at_utc).total_seconds()))
-    return f" (kill of {k.worker} {(at - k.at_utc).total_seconds():+.1f} s)"
+    d = (at - k.at_utc).total_seconds()
+    return f" ({abs(d):.1f} s {'before' if d < 0 else 'after'} {k.worker} was killed)"
+
+
+def _kills_between(run: Run, start: datetime, end: datetime) -> str:
+    """The kills while a row waited, as offsets from its creation."""
+    ks = [f"{k.worker} +{(k.at_utc - start).total_seconds():.1f}" for k in run.kills if start <= k.at_utc <= end]
+    return f"; kills meanwhile: {', '.join(ks)} s" if ks else ""
 
 
 def pg_lock_waits(sc: Scenario) -> dict[str, Any]:
@@ -1200,16 +1209,7 @@ def write_docs(ms: list[dict[str, Any]], args: argparse.Namespace, when: datetim
         "definition; \"wait\" is from a call's first attempt until the client saw the answer it expected.", "",
         *table(ms), "", "### Evidence", "", *evidence(ms),
     ]
-    text = "\n".join(body).rstrip() + "\n"
-    old = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    if MARK in old:
-        head, rest = old.split(MARK, 1)
-        nxt = rest.find(ANY_MARK)
-        tail = rest[nxt:] if nxt >= 0 else ""
-    else:  # above bench.channels, which keeps only what is above its own marker
-        nxt = old.find("<!-- bench.channels")
-        head, tail = (old[:nxt], old[nxt:]) if nxt >= 0 else (old, "")
-    DOCS.write_text(head.rstrip() + "\n\n" + text + ("\n" + tail if tail else ""), encoding="utf-8")
+    write_section(MARK, body[1:])
 
 
 # ---- main --------------------------------------------------------------------------------------------
