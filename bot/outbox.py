@@ -25,7 +25,7 @@ from handlers.context import message_payload
 from handlers.views import render
 from storage import repo
 from storage.db import Database, utcnow
-from storage.models import HelpRequest, OutboxMessage
+from storage.models import HelpRequest, Identity, OutboxMessage, Person
 
 log = logging.getLogger(__name__)
 # A leased row is this worker's to send. Leases are short and renewed while the work goes on, so the rows of a
@@ -98,8 +98,8 @@ class Outbox:
         """Stop the loop (rows not yet sent stay in the database for the next start); sends in flight finish."""
         if self._inflight:
             await asyncio.wait(set(self._inflight.values()), timeout=5.0)
-        await self.marked()
-        for task in (self._task, self._heartbeat_task):
+        await self.marked(timeout=5.0)  # unmarked rows are sent again after their lease: at least once
+        for task in (self._task, self._heartbeat_task, self._marking):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -124,11 +124,11 @@ class Outbox:
             log.exception("outbox: sending at once failed; the rows are retried by the loop")
             with contextlib.suppress(Exception):
                 await self._release_leases(rows)
+            self.kick()
         finally:
             for r in rows:
                 self._inflight.pop(r.id, None)
                 self._held.discard(r.id)
-            self.kick()  # rows queued behind these in the same chats may go now
 
     def kick(self) -> None:
         """Wake the loop: new rows were committed."""
@@ -147,26 +147,36 @@ class Outbox:
             self._kick.clear()
 
     async def flush(self, ids: list[int] | None = None, timeout: float = 30.0) -> None:
-        """Deliver what is due now and wait until these rows are no longer waiting, whichever worker
-        sends them (the simulator answers only after the messages an event caused are delivered)."""
+        """Deliver what is due now and wait until these rows (None: everything this worker can send now) are no
+        longer waiting, whichever worker sends them (the simulator answers only after the messages an event
+        caused are delivered)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        inflight = self._inflight
-        sending = set(inflight.values()) if ids is None else {inflight[i] for i in ids if i in inflight}
-        if sending:
-            await asyncio.wait(sending, timeout=timeout)
+
+        def left() -> float:
+            return max(0.0, deadline - asyncio.get_running_loop().time())
+
         while True:
-            await self.deliver_due()
-            await self.marked()
-            if not ids or not await self._still_due(ids):
+            inflight = self._inflight
+            sending = set(inflight.values()) if ids is None else {inflight[i] for i in ids if i in inflight}
+            if sending:
+                await asyncio.wait(sending, timeout=left())
+            waited = await self.marked(timeout=left())  # rows queued behind sent ones wait for their marks
+            sent = await self.deliver_due()
+            waited = await self.marked(timeout=left()) or waited
+            if ids is None:
+                if not sent and not waited and not self._inflight:  # nothing more this worker can send now
+                    return
+            elif not await self._still_due(ids):
                 return
-            if asyncio.get_running_loop().time() > deadline:
+            if not left():
                 log.warning("outbox rows still undelivered after %.0fs", timeout)
                 return
-            await asyncio.sleep(0.02)  # another worker holds the lease: let it finish
+            if not sent and not waited:
+                await asyncio.sleep(0.02)  # another worker holds the lease: let it finish
 
     async def _still_due(self, ids: list[int]) -> bool:
         now = self.clock.now()
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             q = select(OutboxMessage.id).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending",
                                                OutboxMessage.next_attempt_at <= now).limit(1)
             return (await s.execute(q)).first() is not None
@@ -203,22 +213,24 @@ class Outbox:
 
     async def _lease(self) -> OrderedDict[tuple[str, str], list[_Row]]:
         now, real_now = self.clock.now(), utcnow()
-        async with self.db.transaction() as s:
+        # look first without the write lock: most passes find nothing to take (rows sent from memory are leased)
+        async with self.db.read() as s:
             q = select(OutboxMessage).where(OutboxMessage.status == "pending").order_by(OutboxMessage.id).limit(500)
             pending = list((await s.execute(q)).scalars())
-            lanes: OrderedDict[tuple[str, str], list[OutboxMessage]] = OrderedDict()
-            blocked: set[tuple[str, str]] = set()
-            for row in pending:
-                lane = (row.channel, row.chat_id)
-                if lane in blocked:
-                    continue
-                if row.next_attempt_at > now or (row.lease_until is not None and row.lease_until > real_now):
-                    blocked.add(lane)  # an earlier row of this chat waits: keep the order
-                    continue
-                lanes.setdefault(lane, []).append(row)
-            ids = [r.id for rows in lanes.values() for r in rows]
-            if not ids:
-                return OrderedDict()
+        lanes: OrderedDict[tuple[str, str], list[OutboxMessage]] = OrderedDict()
+        blocked: set[tuple[str, str]] = set()
+        for row in pending:
+            lane = (row.channel, row.chat_id)
+            if lane in blocked:
+                continue
+            if row.next_attempt_at > now or (row.lease_until is not None and row.lease_until > real_now):
+                blocked.add(lane)  # an earlier row of this chat waits: keep the order
+                continue
+            lanes.setdefault(lane, []).append(row)
+        ids = [r.id for rows in lanes.values() for r in rows]
+        if not ids:
+            return OrderedDict()
+        async with self.db.transaction() as s:
             # the lease is a conditional write: a row another worker leased meanwhile is not taken again
             free = or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until <= real_now)
             stmt = (update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending", free)
@@ -378,8 +390,6 @@ class Outbox:
         return await render(s, self.cfg, req, kind, channel, chat_id, locale)
 
     async def _chat_locale(self, s: object, channel: str, chat_id: str) -> str:
-        from storage.models import Identity, Person
-
         q = select(Person.locale).join(Identity, Identity.person_id == Person.id).where(
             Identity.channel == channel, Identity.chat_id == chat_id)
         loc = (await s.execute(q.limit(1))).scalar_one_or_none()  # type: ignore[attr-defined]
@@ -413,10 +423,12 @@ class Outbox:
             self._held.difference_update(ids)
             self.kick()  # rows queued behind these in the same chats may go now
 
-    async def marked(self) -> None:
-        """Wait until every row sent so far is marked sent."""
-        while self._marking is not None and not self._marking.done():
-            await asyncio.gather(self._marking, return_exceptions=True)
+    async def marked(self, timeout: float = 30.0) -> bool:
+        """Wait (at most `timeout` seconds) until every row sent so far is marked sent; True if there were any."""
+        if self._marking is None or self._marking.done():
+            return False
+        await asyncio.wait({self._marking}, timeout=timeout)
+        return True
 
     async def _mark(self, s: AsyncSession, row_id: int, status: str, error: str | None) -> None:
         self._held.discard(row_id)

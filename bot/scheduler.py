@@ -52,7 +52,7 @@ class Scheduler:
         async with self._lock:
             fired, seen = 0, set()
             while True:
-                async with self.db.transaction() as s:
+                async with self.db.read() as s:
                     ids = [i for i in await repo.due_timer_ids(s, self.clock.now()) if i not in seen]
                 if not ids:
                     return fired  # a timer whose handling failed is retried on the next tick

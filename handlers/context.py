@@ -48,14 +48,21 @@ class Ctx:
     rows: list[repo.NewRow] = field(default_factory=list)  # this event's messages, written together at the end
 
     async def set_state(self, flow: str, data: dict[str, object]) -> None:
-        """Replace the state of this event's conversation."""
+        """Replace the state of this event's conversation (known since the event began: no second read)."""
         assert self.key is not None, "a timer has no conversation"
-        await repo.set_state(self.s, self.key, flow, data, self.now)
+        if self.state is None:
+            self.state = await repo.add_state(self.s, self.key, flow, data, self.now)
+        else:
+            self.state.flow, self.state.data, self.state.updated_at = flow, data, self.now
 
     async def clear_state(self) -> None:
         """Forget the state of this event's conversation."""
         assert self.key is not None, "a timer has no conversation"
-        await repo.clear_state(self.s, self.key)
+        if self.state is not None:
+            await self.s.delete(self.state)
+            await self.s.flush()  # a new state for the same key may follow in this event
+        else:
+            await repo.clear_state(self.s, self.key)
         self.state = None
 
     @property

@@ -83,7 +83,9 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
         else:
-            self.engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
+            # no pool_pre_ping (a round trip on every checkout): after a database restart an event that meets a
+            # dead pooled connection fails, is not acknowledged, and comes again on a fresh connection
+            self.engine = create_async_engine(url, pool_recycle=1800, hide_parameters=True)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessionmaker = async_sessionmaker(self.engine.execution_options(wuwei_read=True),
                                                     expire_on_commit=False)

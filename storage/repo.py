@@ -146,6 +146,14 @@ async def set_state(s: AsyncSession, key: ConversationKey, flow: str, data: dict
     await s.flush()
 
 
+async def add_state(s: AsyncSession, key: ConversationKey, flow: str, data: dict[str, Any],
+                    now: datetime) -> ConversationState:
+    """Start the state of a conversation that has none (the caller read it and found none, under its lock)."""
+    row = ConversationState(key=str(key), flow=flow, data=data, updated_at=now)
+    s.add(row)
+    return row
+
+
 async def clear_state(s: AsyncSession, key: ConversationKey) -> None:
     """Forget a conversation state."""
     await s.execute(delete(ConversationState).where(ConversationState.key == str(key)))

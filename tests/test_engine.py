@@ -12,10 +12,12 @@ from sqlalchemy import select, text
 
 from bot.clock import Clock
 from bot.dispatcher import MAX_TRIES
+from handlers import effects, ops
+from handlers.context import Ctx
 from handlers.events import InboundEvent
 from storage import repo
 from storage.db import Database
-from storage.models import Rating
+from storage.models import HelpRequest, Rating
 from tests.conftest import Backend
 from tests.fakes.telegram_sim import bots
 from tests.simclient import MONDAY_10AM_UTC, Sim, demo_config
@@ -201,3 +203,56 @@ async def test_unchanged_card_copies_are_not_edited_again(backend: Backend) -> N
         assert edit_calls() == edits  # nothing changed, nothing edited
         assert "出发" in (await tg.press("v-liming", "v-liming", "出发") or "")
         assert edit_calls() > edits  # a real change is edited as before
+
+
+async def _stale_request(sim: Sim, number: str) -> HelpRequest:
+    """The request as a worker read it a moment ago (before another worker's claim committed)."""
+    assert sim.app is not None
+    async with sim.app.db.read() as s:
+        req = await repo.request_by_number(s, number)
+        assert req is not None
+        s.expunge(req)
+        return req
+
+
+async def _as_another_worker(sim: Sim, stale: HelpRequest, step: str) -> None:
+    """Apply an escalation or a cancel to the stale snapshot in a transaction of its own, as a second worker
+    whose read came before the claim would."""
+    assert sim.app is not None
+    async with sim.app.db.transaction() as s:
+        ctx = Ctx(s=s, cfg=sim.app.cfg, catalog=sim.app.cfg.catalog(), now=sim.app.clock.now())
+        s.add(stale)
+        if step == "escalate":
+            await effects.escalate(ctx, stale, stale.team_id, why="timeout")
+        else:
+            resident = await repo.get_person(s, stale.resident_id)
+            assert resident is not None
+            await ops.cancel(ctx, stale, resident)
+        await ctx.flush_outbox()
+    await sim.app.settle()
+
+
+async def test_an_escalation_read_before_a_claim_does_not_undo_it(sim: Sim) -> None:
+    """Escalate vs claim: the escalation's write is conditional, so a request claimed meanwhile is not passed
+    up (no card for the parent level's team, the claim stands)."""
+    number = await sim.ask_for_help("r-esc-race", "为老服务", "送餐助餐", "幸福社区")
+    stale = await _stale_request(sim, number)
+    assert "接单成功" in (await sim.press("grp-xingfu-elderly", "v-liming", "接单") or "")
+    await _as_another_worker(sim, stale, "escalate")
+    assert sim.app is not None
+    async with sim.app.db.read() as s:
+        req = await repo.request_by_number(s, number)
+        assert req is not None and req.status == "claimed" and req.team_id == "t-xingfu-elderly"
+        assert await repo.routed_team_ids(s, req.id) == ["t-xingfu-elderly"]
+    assert not any(number in t for t in await sim.bot_texts("c-zhao") if "升级" in t)
+
+
+async def test_a_cancel_read_before_a_claim_tells_the_claimer(sim: Sim) -> None:
+    """Cancel vs claim: the claimer is read from the cancel's own write, so a claim that won a moment before
+    is told that the resident cancelled."""
+    number = await sim.ask_for_help("r-cancel-race", "为老服务", "送餐助餐", "幸福社区")
+    stale = await _stale_request(sim, number)
+    assert "接单成功" in (await sim.press("grp-xingfu-elderly", "v-liming", "接单") or "")
+    await _as_another_worker(sim, stale, "cancel")
+    told = [t for t in await sim.bot_texts("v-liming") if "居民取消了求助" in t]  # not the refreshed details
+    assert len(told) == 1 and number in told[0], told
