@@ -195,7 +195,7 @@ class SqliteBackend(Backend):
 
 
 class PostgresBackend(Backend):
-    """The `test` database (public schema dropped and recreated per scenario) plus Redis locks."""
+    """The `test` database (public schema dropped and recreated per scenario) plus Redis (rate limits)."""
 
     name = "postgres"
 
@@ -506,47 +506,35 @@ def machine(pg_versions: tuple[str, str] | None) -> list[tuple[str, str]]:
 
 INTERPRETATION = """\
 Where the time goes (from the code, SQLAlchemy engine events counting transactions and statements,
-and cProfile runs with `--profile` when this page was first written):
+and cProfile / py-spy runs):
 
 * **The bot is CPU-bound in Python, not waiting on the database.** Client and bot share one process
   and one event loop, and that process is busy for most of the wall time ("process CPU … of wall"
-  above). In a cProfile of a whole run, SQLAlchemy (statement compilation, cache keys, ORM state)
-  was the biggest block of own time (about a third), then the event loop and sockets, the drivers
-  and aiohttp; the project's own functions were a few percent. Every number here includes the
-  client's CPU time too, so treat them as a relative measure for comparing versions of this code on
-  this machine, not as capacity.
-* **One event is many small transactions.** Every POST answers only after the bot's messages are
-  delivered (`SimulatorChannel._handle` → `App.settle()` → `Outbox.deliver_due()`). A winning
-  接单 press costs about 20 transactions and 50 statements: the handler's one, then the outbox's
-  lease, and for each copy of the request's messages (group card, nudges, detail) a render
-  transaction (`Outbox._render`), an edit (`SimulatorChannel.edit`) and a status update
-  (`Outbox._finish`) — `Outbox._deliver_refresh` is the heaviest path. A losing press is only 4–5
-  transactions and 6 statements, yet still takes 15–20 ms: the fixed cost per HTTP call and per
-  transaction (aiohttp, session set-up, pool checkout, SQLAlchemy) dominates, not SQL. Each POST
-  also runs the outbox pass twice, once from `settle()` → `Outbox.flush()` and once from the
-  background loop woken by `Outbox.kick()`, and `flush()` then checks its own rows went out
-  (`Outbox._still_due`, one more transaction); `deliver_due` holds a per-process `asyncio.Lock`
-  (`_pass_lock`), so concurrent requests queue behind each other's delivery.
-* **SQLite serialises every transaction in-process.** `storage.db.Database.transaction()` takes one
-  `asyncio.Lock` for *every* transaction on SQLite (reads included) and opens it with
-  `BEGIN IMMEDIATE`; aiosqlite adds a thread hop per statement. Concurrency buys no parallelism on
-  SQLite: 5 concurrent residents or 50 simultaneous presses run one transaction at a time, so tail
-  latency grows with concurrency.
-* **The claim race is serial on both backends.** With one CPU-bound bot process, the 50 presses are
-  handled essentially one after another; the race costs about 50 × a losing press, and each racer
-  waits nearly the whole race for its toast. PostgreSQL could run the transactions in parallel, but
-  a single Python process cannot feed it; that needs several worker processes (which is what the
-  Redis locks and the outbox leases are for). Exactly one winner is decided by the single
-  conditional `UPDATE … WHERE status = 'open'` in `storage.repo.transition`, not by a lock (the
-  Redis/asyncio lock is per person and chat).
+  above). SQLAlchemy (statement compilation, cache keys, ORM state) is the biggest block of own time
+  (about a third), then the event loop, the drivers and aiohttp; the project's own functions are a few
+  percent. Every number here includes the client's CPU time too, so treat them as a relative measure
+  for comparing versions of this code on this machine, not as capacity.
+* **An event is one write transaction, then its messages go from memory.** The handler's transaction
+  (dedupe row, conversation lock, state, the event's outbox rows in one INSERT) commits; rows for chats
+  with nothing else waiting are written leased to the worker and sent right after the commit
+  (`Outbox.deliver_now`), their sent marks written in batches. A refresh renders every copy of a
+  request in one read-only transaction and edits only the copies whose content changed (a hash per copy
+  in the message ledger). A press on a card someone already has is answered from a read, with no write.
+* **SQLite has one writer.** `storage.db.Database.transaction()` queues this process's write
+  transactions on one `asyncio.Lock` and opens them with `BEGIN IMMEDIATE`; reads
+  (`Database.read()`) take no lock and run beside the writer (WAL). aiosqlite adds a thread hop per
+  statement. Concurrent residents' events are written one after another, so tail latency grows with
+  concurrency.
+* **One claim wins a race on both backends.** The single conditional
+  `UPDATE … WHERE status IN (…)` built from `flows/requests.py` TRANSITIONS (`storage.repo.transition`)
+  decides it, not a lock; the losers' presses that arrive after the winner's commit are answered from a
+  read. PostgreSQL could run the transactions in parallel, but one Python process cannot feed it; that
+  needs several worker processes (conversations are locked inside their transaction with
+  `pg_advisory_xact_lock`, outbox rows are leased for 10 s).
 * **The two backends are close, and which one wins changes from run to run.** SQLite pays the
-  in-process lock and an aiosqlite thread hop per statement; PostgreSQL pays a network round trip
-  per statement, two Redis round trips per event for the per-conversation lock and `pool_pre_ping`
-  on checkout, with the PostgreSQL server and Redis competing with the bot for the same 2 cores.
-  Under concurrency neither pulls ahead, because the single bot process is the bottleneck. In five
-  full runs while writing this page the full loop went from PostgreSQL 1.4× faster to SQLite 1.1×
-  faster, and single numbers moved by 20–30 % between runs: differences below ~30 % are noise on
-  this shared machine (see the load averages above).
+  in-process write lock and an aiosqlite thread hop per statement; PostgreSQL pays a network round trip
+  per statement, with the PostgreSQL server and Redis competing with the bot for the same 2 cores.
+  Differences below ~30 % are noise on this shared machine (see the load averages above).
 * **Reading a chat gets slower as the chat grows.** `GET /sim/api/chats/{id}/messages` returns the
   whole chat, and `Sim.find_button` / `Sim.last` read it for every press, so team group chats that
   collect every card make later calls slower. That is a cost of the simulator and its test client,
@@ -585,7 +573,7 @@ def write_docs(results: list[BackendResult], skipped: dict[str, str], sizes: Siz
         "The real bot (`bot.app.App`) is started in-process on a free port by `tests.simclient.Sim` and driven "
         "through the simulator channel's JSON API exactly as the end-to-end tests drive it. Each scenario gets a "
         "fresh database (SQLite: a new file in a temporary directory; PostgreSQL: the `public` schema of `test` "
-        "dropped and recreated, Redis locks under a unique key prefix) with the shipped `config.yaml` and a "
+        "dropped and recreated, Redis keys under a unique key prefix) with the shipped `config.yaml` and a "
         "frozen clock (Monday 10:00 Asia/Shanghai, so duty rosters apply). Start-up and migrations are not "
         "measured. Every HTTP call is timed on the client with `time.perf_counter` by a subclass of `Sim` "
         "(`bench.run.TimedSim`); a POST returns only after the bot has handled the event *and* delivered the "

@@ -808,8 +808,8 @@ class Report:
             out.append(f"wuwei on PostgreSQL, per update: ≈{_med([c for c, _ in tx]):.1f} committed and "
                        f"≈{_med([r for _, r in tx]):.1f} rolled-back transactions (medians of the rounds; "
                        "pg_stat_database before the load and after the bot stopped, so the outbox's work, the "
-                       "scheduler's ticks and the benchmark's own polling are in; the rollbacks are, by the code, "
-                       "`pool_pre_ping`'s BEGIN/ROLLBACK on every connection checkout)")
+                       "scheduler's ticks and the benchmark's own polling are in; read-only transactions end in a "
+                       "rollback)")
         for name, label in self.targets:
             ratio = self.ratio(name) if name.startswith("bot-") else None
             if ratio is None:

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from bot.config import Config
 
 
-
 MessageBuilder = Callable[[str], Message]  # locale -> message, so each person gets their language
 
 
