@@ -78,6 +78,7 @@ DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WON, YOURS, TAKEN = "接单成功", "这单已经是您的了", "已经有人接了"
 SORRY = "抱歉，系统出了点问题"
 SCENARIOS = ("kill", "kill-jitter", "redis", "postgres")
+STALE_BUTTONS = {"接单", "出发", "完成服务", "无法前往，退回"}  # none of these may remain on a finished request
 
 # (category button, category id, service buttons, community button, station id)
 CATEGORIES = [("为老服务", "elderly", ["送餐助餐", "打扫卫生", "代买物品", "聊天陪伴"]),
@@ -930,12 +931,13 @@ async def analyse(sc: Scenario) -> dict[str, Any]:
         for a, b in zip(rows, rows[1:], strict=False):
             if a["sender"] != "bot" and (a["sender"], a["text"]) == (b["sender"], b["text"]):
                 adjacent_user += 1
-        for m in bot:  # a copy nobody updated: it still offers 接单 on a request that is no longer open
+        for m in bot:  # a copy nobody updated: it still offers 接单 (or 出发 …) on a request that is done
             found = re.search(r"编号 (\d{8}-\d{4})", m["text"])
-            labels = {b["text"] for row in json.loads(m["buttons"] or "[]") for b in row}
-            if found and "接单" in labels and stored.get(found[1], "open") != "open":
-                stale.append(f"{_kind(chat)} chat: 「{_label(m['text'])}」 message {m['id']} still offers 接单, "
-                             f"request {stored[found[1]]}{_nearest_kill(run, m['created_at'])}")
+            labels = {b["text"] for row in json.loads(m["buttons"] or "[]") for b in row} & STALE_BUTTONS
+            if found and labels and stored.get(found[1], "open") in ("finished", "cancelled"):
+                stale.append(f"{_kind(chat)} chat: 「{_label(m['text'])}」 message {m['id']} still offers "
+                             f"{'/'.join(sorted(labels))}, request {stored[found[1]]}"
+                             f"{_nearest_kill(run, m['created_at']) or _in_outage(run, m['created_at'])}")
         run_len = 1
         for a, b in zip(bot, bot[1:], strict=False):
             if (a["text"], a["buttons"]) != (b["text"], b["buttons"]):
@@ -949,8 +951,9 @@ async def analyse(sc: Scenario) -> dict[str, Any]:
             if after and min(after) <= 0.5:
                 killed_after_send += 1
             gap = (b["created_at"] - a["created_at"]).total_seconds()
+            when = _nearest_kill(run, a["created_at"]) or _in_outage(run, a["created_at"])
             dup_evidence.append(f"{_kind(chat)} chat: 「{_label(b['text'])}」 messages {a['id']} and {b['id']}, "
-                                f"{gap:.1f} s apart, the first{_nearest_kill(run, a['created_at']) or ' (no kill)'}")
+                                f"{gap:.1f} s apart, the first{when}")
         if run_len > 1:
             runs[run_len] += 1
     retried = [c for c in run.calls() if c.retried and c.ok]
@@ -996,6 +999,14 @@ def _nearest_kill(run: Run, at: datetime) -> str:
     k = min(run.kills, key=lambda k: abs((at - k.at_utc).total_seconds()))
     d = (at - k.at_utc).total_seconds()
     return f" ({abs(d):.1f} s {'before' if d < 0 else 'after'} {k.worker} was killed)"
+
+
+def _in_outage(run: Run, at: datetime) -> str:
+    """Where `at` lies from the start of the outage, e.g. " (+0.3 s from the start of the outage)"."""
+    if run.outage_utc is None:
+        return ""
+    d = (at - run.outage_utc[0]).total_seconds()
+    return f" ({d:+.1f} s from the start of the outage)"
 
 
 def _kills_between(run: Run, start: datetime, end: datetime) -> str:
