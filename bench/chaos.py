@@ -1356,9 +1356,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     bad = [s for s in args.scenarios.split(",") if s.strip() and s.strip() not in SCENARIOS]
-    if bad or args.residents < 1 or args.kills < 0 or args.every <= 0 or args.outage < 0 \
-            or not 0 <= args.jitter < args.every:
-        parser.error(f"bad arguments {bad or ''}")
+    if bad:
+        parser.error(f"unknown scenarios {bad}: choose from {', '.join(SCENARIOS)}")
+    if args.residents < 1 or args.kills < 0 or args.every <= 0 or args.outage < 0:
+        parser.error("--residents must be at least 1, --kills and --outage not negative, --every positive")
+    if "kill-jitter" in args.scenarios and not 0 <= args.jitter < args.every:
+        parser.error("--jitter must be at least 0 and less than --every")
     os.chdir(ROOT)
 
     def terminate(signum: int, frame: object) -> None:
