@@ -242,6 +242,11 @@ class Outbox:
                         break
                     out.setdefault(lane, []).append(_Row(r.id, r.channel, r.chat_id, r.kind, r.request_id,
                                                          r.ledger_kind, dict(r.payload or {}), r.attempts))
+            # rows behind one another worker took meanwhile are not sent by this pass: give them back at once,
+            # or their chat would wait for their lease to run out
+            behind = got - {r.id for rows in out.values() for r in rows}
+            if behind:
+                await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(behind)).values(lease_until=None))
             return out
 
     async def _deliver_lane(self, rows: list[_Row]) -> int:
