@@ -1186,8 +1186,9 @@ def evidence(ms: list[dict[str, Any]]) -> list[str]:
         out.append(f"* longest outbox delays: {'; '.join(m['outbox_delays'][:3]) or 'none'}")
         if m["dup_evidence"]:
             runs = ", ".join(f"{v} × {k} copies" for k, v in m["dup_runs"].items())
-            out.append(f"* identical bot messages in a row: {m['adjacent_bot']} repeats ({runs}); the first copy of "
-                       f"{m['killed_after_send']} was shown at most 0.5 s before a worker was killed. Examples: "
+            near = (f"; the first copy of {m['killed_after_send']} was shown at most 0.5 s before a worker was killed"
+                    if s.startswith("kill") else "")
+            out.append(f"* identical bot messages in a row: {m['adjacent_bot']} repeats ({runs}){near}. Examples: "
                        f"{'; '.join(m['dup_evidence'][:4])}")
         if m["excess_messages"] or m["missing_messages"]:
             out.append(f"* chats with more bot messages than rows sent: {m['excess_messages']}; with fewer: "
@@ -1250,8 +1251,8 @@ def write_docs(ms: list[dict[str, Any]], args: argparse.Namespace, when: datetim
         "queue behind them to keep the order — wait until the lease runs out; only then does the other worker "
         "take them. So a chat whose answer was in flight at a kill waits about the lease, and longer when the "
         "worker that takes the rows over is killed in turn.",
-        "* **A message sent but not yet marked is sent again.** A row is marked sent after the channel took it "
-        + (f"(marks are written in batches, `MARK_DELAY` = {mark_delay * 1000:g} ms)" if mark_delay else "")
+        "* **A message sent but not yet marked is sent again.** A row is marked sent after the channel took it"
+        + (f" (marks are written in batches, `MARK_DELAY` = {mark_delay * 1000:g} ms)" if mark_delay else "")
         + "; a worker killed between the two leaves the row unmarked, and it goes out a second time when its lease "
         "ends (at least once, by design). The evidence lists each repeat with how long before a kill its first "
         "copy was shown.",
