@@ -1256,9 +1256,11 @@ def write_docs(ms: list[dict[str, Any]], args: argparse.Namespace, when: datetim
         + "; a worker killed between the two leaves the row unmarked, and it goes out a second time when its lease "
         "ends (at least once, by design). The evidence lists each repeat with how long before a kill its first "
         "copy was shown.",
-        "* **Strictly periodic kills resonate with the lease.** Kills exactly --every s apart, with a lease that is "
-        "a multiple of it, land on the moment the other worker re-sends a dead worker's rows; *kill-jitter* shows "
-        "the same faults without that coincidence.",
+        "* **A taken-over row can be hit by the next kill too.** The worker that re-sends a dead worker's rows "
+        "when their lease ends may itself be killed right then, and the rows wait another lease: the waits of "
+        "about 20 and 30 s in the evidence are such chains. Kills exactly --every s apart, with a lease that is a "
+        "multiple of --every, make that coincidence likelier, so *kill-jitter* repeats the scenario with "
+        "irregular intervals.",
         "* **Redis carries only the Telegram / WeCom rate limits.** The simulator channel sends without the "
         "limiter, so the *redis* scenario shows that nothing else in a worker depends on Redis; it does not "
         "exercise the limiter's fallback (the Telegram and WeCom tests do).",
