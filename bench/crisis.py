@@ -19,7 +19,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from bench.run import write_section
+from bench.run import _git, write_section
 from flows import safety
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,17 +135,6 @@ def confusion(r: SplitResult) -> list[str]:
     for lab in LABELS:
         rows.append(f"| {lab} | " + " | ".join(str(r.confusion[(lab, got)]) for got in LABELS) + " |")
     return rows
-
-
-def _git() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev + (" plus uncommitted changes" if dirty else "")
 
 
 def section(rows: list[dict[str, str]], results: dict[str, SplitResult], ms: Timing, argv: list[str]) -> list[str]:
