@@ -55,11 +55,10 @@ async def test_two_workers_starting_at_once_on_a_new_database(backend: Backend) 
             await s.close()
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # several worker processes need PostgreSQL
 async def test_workers_migrating_at_once(backend: Backend) -> None:
     """`wuwei run` migrates first: worker processes started together on a new PostgreSQL database take turns
     (each would otherwise create the same tables, and all but one would die of a duplicate type or table)."""
-    if backend.name != "postgres":
-        pytest.skip("several worker processes need PostgreSQL")
     code = "import sys; from storage.db import upgrade_sync; upgrade_sync(sys.argv[1])"
     procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", code, backend.database_url,
                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
