@@ -62,6 +62,10 @@ class App:
 
     async def start(self) -> None:
         """Migrate, sync config, start channels and loops, listen on http.host:port."""
+        from bot.config_checks import config_warnings
+
+        for warning in config_warnings(self.cfg):
+            log.warning("config: %s", warning)
         log.info("database: %s", redact_url(self.cfg.storage.database_url))
         await self.db.upgrade()
         await sync_config(self.db, self.cfg, self.clock.now(), self.cfg.simulator.enabled)

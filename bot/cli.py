@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     cfg = _load(args.config)
     if args.command == "check-config":
+        from bot.config_checks import config_warnings
+
+        for warning in config_warnings(cfg):
+            print(f"warning: {warning}")
         print(f"{args.config}: OK ({len(cfg.teams)} teams, {len(cfg.stations())} stations, "
               f"{len(cfg.people.volunteers)} volunteers, {len(cfg.people.coordinators)} coordinators)")
         return 0

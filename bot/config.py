@@ -17,6 +17,18 @@ ID_RE = r"^[a-z0-9][a-z0-9_-]{0,40}$"
 LOCALES = ("zh_CN", "en")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach a server listening on `host`."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost may resolve to anything
+        return False
+
+
 class ConfigError(Exception):
     """A configuration problem, already phrased for the person running the bot."""
 
@@ -59,6 +71,8 @@ class SimulatorConfig(Strict):
     """The built-in simulator channel (must be off in production)."""
 
     enabled: bool = True
+    # needed by every page and API call when set; required when http.host is not a loopback address
+    token: str | None = Field(default=None, min_length=16)
 
 
 class StationConfig(Strict):
@@ -245,9 +259,27 @@ class Config(Strict):
         from bot.config_checks import check_config
 
         check_config(self)
+        if self.simulator.enabled and not self.simulator.token and not is_loopback(self.http.host):
+            raise ValueError(
+                f"simulator.token: required while the simulator is on and http.host is {self.http.host!r}, "
+                "which other machines can reach: the simulator shows every chat, crisis alerts included. "
+                "Set simulator.token (16+ characters, or WUWEI_SIMULATOR_TOKEN), turn the simulator off "
+                "(simulator.enabled: false), or listen on 127.0.0.1")
         return self
 
     # ---- derived views -------------------------------------------------------------------
+    def enabled_channels(self) -> set[str]:
+        """Names of the channels this config runs (bot/channels/registry.py builds exactly these)."""
+        names = {"simulator"} if self.simulator.enabled else set()
+        wecom = self.channels.wecom
+        if wecom.enabled:
+            names |= {"wecom", "wecom_kf"} if wecom.kf.enabled else {"wecom"}
+        if wecom.aibot.enabled:
+            names.add("wecom_bot")
+        if self.channels.telegram.enabled:
+            names.add("telegram")
+        return names
+
     def stations(self) -> list[StationConfig]:
         """All stations of all institutes."""
         return [s for i in self.org.institutes for s in i.stations]

@@ -124,6 +124,7 @@ ENV_SECRETS = {
     "WUWEI_WECOM_KF_TOKEN": ("channels", "wecom", "kf", "token"),
     "WUWEI_WECOM_KF_AES_KEY": ("channels", "wecom", "kf", "encoding_aes_key"),
     "WUWEI_WECOM_AIBOT_SECRET": ("channels", "wecom", "aibot", "secret"),
+    "WUWEI_SIMULATOR_TOKEN": ("simulator", "token"),
 }
 
 

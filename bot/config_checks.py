@@ -27,6 +27,27 @@ def check_config(cfg: Config) -> None:
         raise ValueError("\n".join(problems))
 
 
+def config_warnings(cfg: Config) -> list[str]:
+    """Things that work but are probably not meant: one line each, shown by check-config and at start."""
+    warnings = []
+    enabled = cfg.enabled_channels()
+    real = sorted(enabled - {"simulator"})
+    if "simulator" in enabled and real:
+        warnings.append(
+            f"simulator.enabled: the simulator is on while {', '.join(real)} is enabled: anyone who can open "
+            f"http://{cfg.http.host}:{cfg.http.port}/ sees every chat, crisis alerts included. "
+            "Set simulator.enabled: false in production")
+    unused: dict[str, list[str]] = {}
+    for team in cfg.teams:
+        for channel in team.groups:
+            if channel not in enabled:
+                unused.setdefault(channel, []).append(team.id)
+    for channel, teams in sorted(unused.items()):
+        warnings.append(f"teams[].groups.{channel}: {channel} is off, so the {channel} groups of "
+                        f"{len(teams)} team(s) ({_known(teams)}) are not used and get no cards")
+    return warnings
+
+
 def _known(ids: Iterable[str]) -> str:
     """A short, readable list of valid choices for an error message."""
     items = list(dict.fromkeys(ids))

@@ -37,7 +37,9 @@ async def sync_config(db: Database, cfg: Config, now: object, simulator: bool) -
             if userid:  # a corp member of the WeCom app: their userid is also their 1:1 chat
                 await repo.ensure_identity(s, "wecom", userid, pid, userid, name)
         await repo.set_memberships(s, {(t.id, m) for t in cfg.teams for m in t.members})
-        configured = {(ch, chat): t.id for t in cfg.teams for ch, chat in t.groups.items()}
+        # groups of a channel that is off get no binding: nothing is posted there, so no "undeliverable" alert
+        enabled = cfg.enabled_channels()
+        configured = {(ch, chat): t.id for t in cfg.teams for ch, chat in t.groups.items() if ch in enabled}
         for (ch, chat), team_id in configured.items():
             row = await s.get(GroupBinding, (ch, chat))
             if row is None:

@@ -22,7 +22,8 @@ def build(cfg: Config, db: Database, clock: Clock, limiter: RateLimiter, kick: C
     if cfg.simulator.enabled:
         from bot.channels.simulator import SimulatorChannel
 
-        channels["simulator"] = SimulatorChannel(db, clock, settle, advance, cfg.timezone, [t.id for t in cfg.teams])
+        channels["simulator"] = SimulatorChannel(db, clock, settle, advance, cfg.timezone, [t.id for t in cfg.teams],
+                                                 cfg.simulator.token)
     if cfg.channels.wecom.enabled:  # the corp app ("wecom") and 微信客服 ("wecom_kf")
         from bot.channels.wecom import build_channels
 

@@ -5,6 +5,7 @@ chat log the fake phones show) is kept in the database so it survives restarts l
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import uuid
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 NAME = "simulator"
 MAX_TEXT = 4096
+COOKIE = "wuwei_sim_token"
 
 
 class BadRequest(web.HTTPBadRequest):
@@ -45,8 +47,9 @@ class SimulatorChannel:
 
     def __init__(self, db: Database, clock: Clock, settle: Callable[[list[int]], Awaitable[None]],
                  advance: Callable[[timedelta], Awaitable[None]], timezone: str = "Asia/Shanghai",
-                 team_order: list[str] | None = None) -> None:
+                 team_order: list[str] | None = None, token: str | None = None) -> None:
         self.db, self.clock, self.settle, self.advance = db, clock, settle, advance
+        self.token = token  # when set, every page and API call must carry it
         self.tz = ZoneInfo(timezone)
         self.team_order = team_order or []  # groups are listed as teams are in config
         self._dispatch: Dispatch | None = None
@@ -54,16 +57,47 @@ class SimulatorChannel:
     # ---- Channel protocol --------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
         """The page, its static files and the JSON API."""
+        guard = self._guarded
         return [
-            web.get("/", self._index),
-            web.static("/sim/static", STATIC),  # type: ignore[list-item]
-            web.get("/sim/api/directory", self._directory),
-            web.get("/sim/api/chats/{chat_id}/messages", self._messages),
-            web.post("/sim/api/send", self._send),
-            web.post("/sim/api/press", self._press),
-            web.get("/sim/api/clock", self._clock),
-            web.post("/sim/api/clock", self._clock),
+            web.get("/", guard(self._index)),
+            web.get("/sim/static/{name}", guard(self._static)),
+            web.get("/sim/api/directory", guard(self._directory)),
+            web.get("/sim/api/chats/{chat_id}/messages", guard(self._messages)),
+            web.post("/sim/api/send", guard(self._send)),
+            web.post("/sim/api/press", guard(self._press)),
+            web.get("/sim/api/clock", guard(self._clock)),
+            web.post("/sim/api/clock", guard(self._clock)),
         ]
+
+    def _guarded(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """With simulator.token set, a request needs it: `?token=` (the page then keeps it in a cookie),
+        the cookie, or `Authorization: Bearer …`; anything else is a 401 that says how to get in."""
+        if not self.token:
+            return handler
+        expected = self.token.encode()
+
+        async def checked(request: web.Request) -> web.StreamResponse:
+            auth = request.headers.get("Authorization", "")
+            given = (request.query.get("token") or request.cookies.get(COOKIE)
+                     or (auth[7:] if auth.startswith("Bearer ") else ""))
+            if not hmac.compare_digest(given.encode(), expected):
+                raise web.HTTPUnauthorized(
+                    text=json.dumps({"error": "the simulator needs its token: open /?token=… "
+                                              "(simulator.token in config.yaml)"}, ensure_ascii=False),
+                    content_type="application/json")
+            response = await handler(request)
+            if request.query.get("token"):
+                response.set_cookie(COOKIE, self.token or "", httponly=True, samesite="Strict")
+            return response
+
+        return checked
+
+    async def _static(self, request: web.Request) -> web.StreamResponse:
+        path = STATIC / request.match_info["name"]
+        if path.parent != STATIC or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
 
     async def start(self, dispatch: Dispatch) -> None:
         """Remember where inbound events go."""
