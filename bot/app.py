@@ -40,7 +40,8 @@ class App:
         self.dispatcher = Dispatcher(cfg, self.db, self.clock, on_outbox=self._kick,
                                      lease_seconds=LEASE.total_seconds(), traits=self.traits)
         self.outbox.on_card_failed = self.dispatcher.card_undeliverable
-        self.scheduler = Scheduler(self.db, self.dispatcher, self.clock, cfg.timings.tick_seconds)
+        self.scheduler = Scheduler(self.db, self.dispatcher, self.clock, cfg.timings.tick_seconds,
+                                   cfg.privacy.retention)
         self.web = web.Application(client_max_size=1024 * 1024)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -58,6 +59,7 @@ class App:
         """Move the clock forward, fire due timers, deliver what they caused."""
         self.clock.advance(delta)
         await self.scheduler.fire_due()
+        await self.scheduler.purge_if_due()
         await self.settle()
 
     async def start(self) -> None:

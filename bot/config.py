@@ -212,6 +212,21 @@ class TimingsConfig(Strict):
         return self
 
 
+class RetentionConfig(Strict):
+    """How long personal data is kept (days); a purge removes what is older, at start and every 6 hours."""
+
+    drafts_days: int = Field(default=3, ge=1, le=365)  # unfinished forms and other open conversation steps
+    requests_days: int = Field(default=180, ge=1, le=3650)  # personal fields of finished/cancelled requests
+    cases_days: int = Field(default=90, ge=1, le=3650)  # the texts of closed crisis cases
+    outbox_days: int = Field(default=7, ge=1, le=365)  # delivered messages and the simulator's chat log
+
+
+class PrivacyConfig(Strict):
+    """Personal data: how long it is kept."""
+
+    retention: RetentionConfig = RetentionConfig()
+
+
 class RecognitionConfig(Strict):
     """Star levels and points."""
 
@@ -242,6 +257,7 @@ class Config(Strict):
     people: PeopleConfig = PeopleConfig()
     timings: TimingsConfig = TimingsConfig()
     recognition: RecognitionConfig = RecognitionConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
 
     @field_validator("timezone")
     @classmethod

@@ -3,23 +3,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.clock import Clock
 from bot.dispatcher import Dispatcher
 from handlers.events import InboundEvent
-from storage import repo
+from bot.config import RetentionConfig
+from storage import repo, retention
 from storage.db import Database
 
 log = logging.getLogger(__name__)
 DEDUPE_KEEP = timedelta(days=7)
+PURGE_EVERY = timedelta(hours=6)  # the retention purge: at start, then this often (by the bot's clock)
 
 
 class Scheduler:
     """Polls the timers table every `tick_seconds` and fires what is due."""
 
-    def __init__(self, db: Database, dispatcher: Dispatcher, clock: Clock, tick_seconds: float) -> None:
+    def __init__(self, db: Database, dispatcher: Dispatcher, clock: Clock, tick_seconds: float,
+                 keep: RetentionConfig | None = None) -> None:
         self.db, self.dispatcher, self.clock, self.tick = db, dispatcher, clock, tick_seconds
+        self.keep = keep or RetentionConfig()
+        self._next_purge: datetime | None = None  # None: purge on the first pass
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -43,9 +48,25 @@ class Scheduler:
             await asyncio.sleep(self.tick)
 
     async def prune(self) -> None:
-        """Drop dedupe ids past every platform's redelivery window (Telegram keeps updates 24 h)."""
+        """Drop dedupe ids past every platform's redelivery window (Telegram keeps updates 24 h); run the
+        retention purge when it is due."""
         async with self.db.transaction() as s:
             await repo.prune_processed(s, self.clock.now() - DEDUPE_KEEP)
+        await self.purge_if_due()
+
+    async def purge_if_due(self) -> retention.Purged | None:
+        """The retention purge (privacy.retention), at most every PURGE_EVERY; returns its counts if it ran."""
+        now = self.clock.now()
+        if self._next_purge is not None and now < self._next_purge:
+            return None
+        keep = self.keep
+        async with self.db.transaction() as s:
+            done = await retention.purge(s, retention.Horizons.at(now, keep.drafts_days, keep.requests_days,
+                                                                  keep.outbox_days))
+        self._next_purge = now + PURGE_EVERY
+        if done.total():
+            log.info("retention purge: %s", done)  # counts only
+        return done
 
     async def fire_due(self) -> int:
         """Fire every timer due now, each as its own event; returns how many fired."""

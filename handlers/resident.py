@@ -16,7 +16,6 @@ from storage import repo
 from storage.models import Person
 
 log = logging.getLogger(__name__)
-STATE_TTL = timedelta(days=3)  # an abandoned form is forgotten after this
 
 
 def _input(ev: InboundEvent) -> UserInput:
@@ -52,7 +51,8 @@ async def crisis(ctx: Ctx, ev: InboundEvent, person: Person, kind: str) -> None:
 async def converse(ctx: Ctx, ev: InboundEvent, person: Person) -> str | None:
     """Handle a private message or an intake press; returns a toast for presses."""
     state = ctx.state
-    if state is not None and ctx.now - state.updated_at > STATE_TTL:
+    if state is not None and ctx.now - state.updated_at > timedelta(days=ctx.cfg.privacy.retention.drafts_days):
+        # an abandoned form is forgotten (the purge removes it too, whether or not the person writes again)
         await ctx.clear_state()
         state = None
     text = (ev.text or "").strip()
