@@ -30,8 +30,8 @@ from storage.models import HelpRequest, Identity, OutboxMessage, Person
 log = logging.getLogger(__name__)
 # A leased row is this worker's to send. Leases are short and renewed while the work goes on, so the rows of a
 # worker that died (kill -9) are taken over within LEASE; they are real time, not the app's (maybe frozen) Clock.
-LEASE = timedelta(seconds=10)
-RENEW_SECONDS = 3.0
+LEASE = timedelta(seconds=5)
+RENEW_SECONDS = 1.5
 MAX_ATTEMPTS = 12
 
 
@@ -51,6 +51,12 @@ class _Row:
     ledger_kind: str | None
     payload: dict[str, object]
     attempts: int
+
+    @property
+    def key(self) -> str:
+        """This delivery's name for channels that recognise a repeat (a row sent again after a crash). Row ids
+        are not reused while a chat log could still hold the key: both go after privacy.retention.outbox_days."""
+        return f"outbox-{self.id}"
 
 
 async def release_held(s: AsyncSession, channel: str, chat_id: str, now: datetime) -> int:
@@ -270,7 +276,7 @@ class Outbox:
         """Send one row; True if it is done (sent or failed for good), False if it will be retried."""
         try:
             if row.kind == "message":
-                await self._channel(row.channel).send(row.chat_id, payload_message(row.payload))
+                await self._channel(row.channel).send(row.chat_id, payload_message(row.payload), key=row.key)
             elif row.kind == "card":
                 await self._deliver_card(row)
             elif row.kind == "refresh":
@@ -332,7 +338,7 @@ class Outbox:
         if msg is None:
             await self._finish(row.id, "sent", None)  # nothing to show any more
             return
-        message_id = await channel.send(row.chat_id, msg)
+        message_id = await channel.send(row.chat_id, msg, key=row.key)
         # recorded at once, in one transaction with the sent mark: a worker dying after this never sends it again
         async with self.db.transaction() as s:
             await repo.add_ledger(s, row.request_id, row.channel, row.chat_id, message_id, row.ledger_kind,

@@ -6,9 +6,9 @@ import logging
 from datetime import datetime, timedelta
 
 from bot.clock import Clock
+from bot.config import RetentionConfig
 from bot.dispatcher import Dispatcher
 from handlers.events import InboundEvent
-from bot.config import RetentionConfig
 from storage import repo, retention
 from storage.db import Database
 

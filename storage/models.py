@@ -293,6 +293,8 @@ class SimMessage(Base):
     buttons: Mapped[list[Any]] = mapped_column(JSON, default=list)
     edited: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # the outbox row a bot message came from: a row sent again after a crash is not shown twice (migration 0005)
+    delivery_key: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
 
 
 class ChannelState(Base):

@@ -256,3 +256,31 @@ async def test_a_cancel_read_before_a_claim_tells_the_claimer(sim: Sim) -> None:
     await _as_another_worker(sim, stale, "cancel")
     told = [t for t in await sim.bot_texts("v-liming") if "居民取消了求助" in t]  # not the refreshed details
     assert len(told) == 1 and number in told[0], told
+
+
+async def test_a_row_sent_again_after_a_lost_mark_is_shown_once(sim: Sim) -> None:
+    """kill -9 between the platform's answer and the "sent" mark: another worker sends the row again. The
+    simulator recognises the outbox row's delivery key and shows it once (a card keeps one ledger entry)."""
+    from sqlalchemy import update
+
+    from storage.models import LedgerEntry, OutboxMessage
+
+    assert sim.app is not None
+    number = await sim.ask_for_help("r-lost-mark", "为老服务", "打扫卫生", "幸福社区")
+    await sim.app.settle()
+    shown = {chat: [m["text"] for m in await sim.messages(chat)] for chat in ("r-lost-mark", "grp-xingfu-elderly")}
+    async with sim.app.db.transaction() as s:  # what the database says after such a death and the lease's end
+        lost = await s.execute(update(OutboxMessage).where(OutboxMessage.chat_id.in_(list(shown)))
+                               .values(status="pending", sent_at=None, lease_until=None)
+                               .returning(OutboxMessage.kind))
+        assert {"message", "card"} <= set(lost.scalars())
+    sim.app.outbox.kick()
+    await sim.app.settle()
+    for chat, before in shown.items():
+        assert [m["text"] for m in await sim.messages(chat)] == before, chat
+    async with sim.app.db.read() as s:
+        pending = (await s.execute(select(OutboxMessage.id).where(OutboxMessage.status == "pending"))).all()
+        req = (await s.execute(select(HelpRequest).where(HelpRequest.number == number))).scalar_one()
+        cards = (await s.execute(select(LedgerEntry.message_id).where(LedgerEntry.request_id == req.id,
+                                                                      LedgerEntry.kind == "group_card"))).all()
+    assert pending == [] and len(cards) == 1

@@ -33,7 +33,7 @@ class ProbeChannel:
     async def stop(self) -> None:
         """Nothing to stop."""
 
-    async def send(self, chat_id: str, msg: Message) -> str:
+    async def send(self, chat_id: str, msg: Message, key: str | None = None) -> str:
         """Record the card and let the request be claimed meanwhile."""
         self.sent.append(msg.text)
         async with self.sim.app.db.transaction() as s:  # type: ignore[union-attr]

@@ -17,7 +17,7 @@ from bot.config_checks import config_warnings
 from tests.conftest import Backend
 from tests.fakes.telegram_sim import TgSim
 from tests.simclient import MONDAY_10AM_UTC
-from tests.test_cli import wuwei, write_config
+from tests.test_cli import write_config, wuwei
 
 TOKEN = "s3cret-sim-token-for-tests"
 

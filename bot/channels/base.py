@@ -72,8 +72,10 @@ class Channel(Protocol):
         """Stop receiving and release resources."""
         ...
 
-    async def send(self, chat_id: str, msg: Message) -> str:
-        """Deliver a message; returns the platform's message id (for later edits)."""
+    async def send(self, chat_id: str, msg: Message, key: str | None = None) -> str:
+        """Deliver a message; returns the platform's message id (for later edits). `key` names this delivery
+        (the outbox row): a channel whose platform can recognise a repeat (the simulator) shows a message sent
+        twice with the same key once and returns the first message's id; the others may ignore it."""
         ...
 
     async def edit(self, chat_id: str, message_id: str, msg: Message) -> None:

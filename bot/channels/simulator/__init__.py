@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from bot.channels.base import Dispatch, PermanentSendError
 from bot.clock import Clock
@@ -106,16 +107,26 @@ class SimulatorChannel:
     async def stop(self) -> None:
         """Nothing to release."""
 
-    async def send(self, chat_id: str, msg: Message) -> str:
-        """Append a bot message to a chat."""
+    async def send(self, chat_id: str, msg: Message, key: str | None = None) -> str:
+        """Append a bot message to a chat, once per delivery key (a worker that died after this and before the
+        outbox marked the row sent makes another worker send it again: the chat shows it once)."""
         if len(msg.text) > MAX_TEXT:
             raise PermanentSendError("text longer than the simulator's 4096 characters")
-        async with self.db.transaction() as s:
-            row = SimMessage(chat_id=chat_id, sender="bot", text=msg.text, buttons=_buttons(msg), edited=False,
-                             created_at=self.clock.now())
-            s.add(row)
-            await s.flush()
-            return str(row.id)
+        try:
+            async with self.db.transaction() as s:
+                if key is not None:
+                    seen = await s.execute(select(SimMessage.id).where(SimMessage.delivery_key == key))
+                    if (first := seen.scalar_one_or_none()) is not None:
+                        return str(first)
+                row = SimMessage(chat_id=chat_id, sender="bot", text=msg.text, buttons=_buttons(msg), edited=False,
+                                 created_at=self.clock.now(), delivery_key=key)
+                s.add(row)
+                await s.flush()
+                return str(row.id)
+        except IntegrityError:  # the same key at the same moment from another worker: theirs stands
+            async with self.db.read() as s:
+                return str((await s.execute(select(SimMessage.id).where(SimMessage.delivery_key == key)))
+                           .scalar_one())
 
     async def edit(self, chat_id: str, message_id: str, msg: Message) -> None:
         """Replace a bot message in place."""

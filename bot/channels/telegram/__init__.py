@@ -101,7 +101,7 @@ class TelegramChannel:
             log.warning("telegram: could not clean up on stop (%s)", type(exc).__name__)
         await self.bot.shutdown()
 
-    async def send(self, chat_id: str, msg: Message) -> str:
+    async def send(self, chat_id: str, msg: Message, key: str | None = None) -> str:
         """sendMessage (split when longer than 4096); the id of the last part, which carries the buttons."""
         parts = outbound.split_text(msg.text)
         markup, keyboard = await self._markup(chat_id, msg)

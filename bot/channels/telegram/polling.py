@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 POLL_LEASE = "telegram:poll"  # one poller at a time across workers (Telegram answers 409 to a second)
 # real seconds, renewed every LEASE_TTL / 3 beside the long poll: a killed poller is replaced within LEASE_TTL
-LEASE_TTL = 10.0
+LEASE_TTL = 6.0
 
 
 async def release(db: Database, holder: str) -> None:

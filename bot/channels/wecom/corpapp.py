@@ -69,7 +69,7 @@ class AppChannel:
         await self.endpoint.stop()
         await self.api.close()
 
-    async def send(self, chat_id: str, msg: Message) -> str:
+    async def send(self, chat_id: str, msg: Message, key: str | None = None) -> str:
         """A card when the message has buttons (returns its task_id), else text in ≤2048-byte parts."""
         users = chat_id.split("|")
         if msg.buttons:

@@ -81,7 +81,7 @@ class KfChannel:
         await self.endpoint.stop()
         await self.api.close()
 
-    async def send(self, chat_id: str, msg: Message) -> str:
+    async def send(self, chat_id: str, msg: Message, key: str | None = None) -> str:
         """Send within the budget (a message with buttons is one msgmenu), else hold it."""
         payloads = render.kf_payloads(msg)
         async with self.db.transaction() as s:

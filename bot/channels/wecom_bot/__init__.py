@@ -72,7 +72,7 @@ class WecomBotChannel:
     name = NAME
 
     def __init__(self, cfg: Config, db: Database, clock: Clock, limiter: RateLimiter,
-                 settle: Callable[[list[int]], Awaitable[None]], lease_ttl: float = 10.0,
+                 settle: Callable[[list[int]], Awaitable[None]], lease_ttl: float = 8.0,
                  **link_options: Any) -> None:
         aibot = cfg.channels.wecom.aibot
         if not (aibot.bot_id and aibot.secret):
@@ -116,7 +116,7 @@ class WecomBotChannel:
             except Exception:
                 log.exception("wecom_bot: housekeeping failed")
 
-    async def send(self, chat_id: str, msg: Message) -> str:
+    async def send(self, chat_id: str, msg: Message, key: str | None = None) -> str:
         """Push a card (a message with buttons) or markdown into a chat; returns the task id."""
         return await self.sender.send(chat_id, msg)
 
