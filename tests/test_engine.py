@@ -284,3 +284,23 @@ async def test_a_row_sent_again_after_a_lost_mark_is_shown_once(sim: Sim) -> Non
         cards = (await s.execute(select(LedgerEntry.message_id).where(LedgerEntry.request_id == req.id,
                                                                       LedgerEntry.kind == "group_card"))).all()
     assert pending == [] and len(cards) == 1
+
+
+async def test_the_simulator_answers_503_when_its_own_tables_fail(sim: Sim, backend: Backend) -> None:
+    """The simulator's chat log cannot be written (before the event reaches the core): a 503, so the caller
+    sends the same call again, and after recovery it is handled once."""
+    resident = "r-log-down"
+    await sim.say(resident, "你好")
+    async with table_away(backend.database_url, "sim_messages"):
+        for path, body in (("/sim/api/send", {"chat_id": resident, "user_id": resident, "text": "为老服务",
+                                              "event_id": "evt-log"}),
+                           ("/sim/api/chats/" + resident + "/messages", None)):
+            assert sim.http is not None
+            request = sim.http.post(sim.base + path, json=body) if body else sim.http.get(sim.base + path)
+            async with request as r:
+                assert r.status == 503, path
+                assert "again" in (await r.json())["error"]
+    assert (await send_until_accepted(sim, resident, "为老服务", "evt-log"))["duplicate"] is False
+    assert (await send_until_accepted(sim, resident, "为老服务", "evt-log"))["duplicate"] is True
+    typed = [m for m in await sim.messages(resident) if m["sender"] == resident and m["text"] == "为老服务"]
+    assert len(typed) == 1

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bot.channels.base import Dispatch, PermanentSendError
 from bot.clock import Clock
@@ -72,23 +72,28 @@ class SimulatorChannel:
 
     def _guarded(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                  ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """With simulator.token set, a request needs it: `?token=` (the page then keeps it in a cookie),
-        the cookie, or `Authorization: Bearer …`; anything else is a 401 that says how to get in."""
-        if not self.token:
-            return handler
-        expected = self.token.encode()
+        """Every simulator route: with simulator.token set, a request needs it (`?token=`, after which the page
+        keeps it in a cookie, the cookie, or `Authorization: Bearer …`; anything else is a 401 that says how to
+        get in). A database that cannot be reached is a 503: nothing was kept, send the same call again."""
+        expected = self.token.encode() if self.token else None
 
         async def checked(request: web.Request) -> web.StreamResponse:
-            auth = request.headers.get("Authorization", "")
-            given = (request.query.get("token") or request.cookies.get(COOKIE)
-                     or (auth[7:] if auth.startswith("Bearer ") else ""))
-            if not hmac.compare_digest(given.encode(), expected):
-                raise web.HTTPUnauthorized(
-                    text=json.dumps({"error": "the simulator needs its token: open /?token=… "
-                                              "(simulator.token in config.yaml)"}, ensure_ascii=False),
-                    content_type="application/json")
-            response = await handler(request)
-            if request.query.get("token"):
+            if expected is not None:
+                auth = request.headers.get("Authorization", "")
+                given = (request.query.get("token") or request.cookies.get(COOKIE)
+                         or (auth[7:] if auth.startswith("Bearer ") else ""))
+                if not hmac.compare_digest(given.encode(), expected):
+                    raise web.HTTPUnauthorized(
+                        text=json.dumps({"error": "the simulator needs its token: open /?token=… "
+                                                  "(simulator.token in config.yaml)"}, ensure_ascii=False),
+                        content_type="application/json")
+            try:
+                response = await handler(request)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("simulator: the database is unreachable (%s); answered 503", type(exc).__name__)
+                raise web.HTTPServiceUnavailable(text=json.dumps({"error": "not handled, please send it again"}),
+                                                 content_type="application/json") from None
+            if expected is not None and request.query.get("token"):
                 response.set_cookie(COOKIE, self.token or "", httponly=True, samesite="Strict")
             return response
 
