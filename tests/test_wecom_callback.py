@@ -135,3 +135,30 @@ async def test_a_failed_sync_is_tried_again_after_the_200(backend: Backend) -> N
         assert len(fake.kf_texts("wmBUSY0001")) == 2  # greeting + menu all the same
     finally:
         await bot.close()
+
+
+async def test_the_kf_cursor_stays_before_a_message_the_core_could_not_handle(backend: Backend) -> None:
+    """The core fails on a resident's kf message (its database table is away): the sync stops before it and
+    the saved cursor does not move past it, so the next sync — the retry, or the resident's next message —
+    handles it after all, in order, once."""
+    from bot.channels.wecom.kf import NAME
+    from storage import channel_repo
+    from tests.test_engine import table_away
+
+    bot = await WecomBot.create(backend.database_url, backend.redis_url, backend.redis_prefix)
+    try:
+        fake, user = bot.fake, "wmFAIL0001"
+        async with table_away(backend.database_url, "conversation_states"):
+            assert await fake.resident_says(user, "你好") == [200]
+            await asyncio.sleep(0.5)  # the first sync meets the failure (its retry comes after 1 s)
+            assert fake.kf_texts(user) == []
+            async with bot.app.db.read() as s:
+                cursor = await channel_repo.get_channel_state(s, NAME, f"cursor:{fake.open_kfid}")
+            assert cursor is None  # never saved past the message
+        assert await fake.resident_says(user, "为老服务") == [200]
+        await bot.settle()
+        texts = fake.kf_texts(user)
+        assert [t.split("\n")[0] for t in texts] == ["您好！这里是幸福县新时代文明实践中心志愿服务。",
+                                                     "请问需要哪方面的帮助？", "需要哪项服务？"]
+    finally:
+        await bot.close()
