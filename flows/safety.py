@@ -40,12 +40,15 @@ from flows.safety_rules import (
     NEGATION,
     NEGATION_BARE,
     SELF_HARM,
+    SLANG,
     TRAD,
     WISH,
     Cue,
 )
 
 THRESHOLD = 2
+_SENTENCE_END = re.compile(r"[。！？!?\n]")
+_SELF = re.compile(r"我|俺|咱|偶|i\b|i'm|\bme\b|\bmy\b")
 _CLAUSE_END = re.compile(r"[，。！？!?；;,\n…~～、：:（）()]|(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
 _NEGATION_WINDOW = 7
 
@@ -60,8 +63,13 @@ class Assessment:
 
 
 def normalise(text: str) -> str:
-    """NFKC (full-width → half-width), lower case, traditional → simplified for the characters that matter."""
-    return unicodedata.normalize("NFKC", text).lower().translate(TRAD)
+    """NFKC (full-width → half-width), lower case, no tone marks, traditional → simplified for the characters
+    that matter, pinyin and homophone spellings of the key words (想si, zs, 紫砂) → characters."""
+    text = unicodedata.normalize("NFKD", text.lower())
+    text = unicodedata.normalize("NFKC", "".join(c for c in text if not unicodedata.combining(c))).translate(TRAD)
+    for pattern, word in SLANG:
+        text = pattern.sub(word, text)
+    return text
 
 
 def _blank(text: str, pattern: re.Pattern[str]) -> str:
@@ -85,19 +93,32 @@ class _Text:
         j = bisect.bisect_left(self._starts, pos)
         return start, self._starts[j] if j < len(self._starts) else len(self.text)
 
-    def counts(self, m: re.Match[str]) -> bool:
-        """A cue match counts unless it is negated just before, or its clause is about fiction, news or the past."""
+    def sentence(self, pos: int) -> tuple[int, int]:
+        """Start and end of the sentence (up to 。！？ or a line break) around `pos`."""
+        start = max((m.end() for m in _SENTENCE_END.finditer(self.text, 0, pos)), default=0)
+        m = _SENTENCE_END.search(self.text, pos)
+        return start, m.start() if m else len(self.text)
+
+    def counts(self, m: re.Match[str], cue: Cue | None = None) -> bool:
+        """A cue match counts unless it is negated just before, or its clause is about fiction, news or the past
+        (or an earlier clause of its sentence is, and the cue's clause does not speak of the writer), or the
+        cue's `unless` is in its sentence."""
         start, end = self.clause(m.start())
         before = self.text[max(start, m.start() - _NEGATION_WINDOW):m.start()]
         if NEGATION.search(before) or (NEGATION_BARE.search(before) and WISH.match(m.group())):
             return False
         clause = self.text[start:end]
-        return not (DISTANCE.search(clause) and not FIRST_PERSON_NOW.search(clause))
+        if DISTANCE.search(clause) and not FIRST_PERSON_NOW.search(clause):
+            return False
+        s_start, s_end = self.sentence(m.start())
+        if DISTANCE.search(self.text[s_start:start]) and not _SELF.search(clause):
+            return False
+        return not (cue and cue.unless and cue.unless.search(self.text[s_start:s_end]))
 
     def score(self, cues: list[Cue]) -> tuple[int, list[str]]:
         score, hits = 0, []
         for cue in cues:
-            if any(self.counts(m) for m in cue.pattern.finditer(self.text)):
+            if any(self.counts(m, cue) for m in cue.pattern.finditer(self.text)):
                 score += cue.weight
                 hits.append(cue.name)
         return score, hits
