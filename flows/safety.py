@@ -47,6 +47,7 @@ from flows.safety_rules import (
 )
 
 THRESHOLD = 2
+_ACCENTED = re.compile(r"[\u00c0-\u024f\u0300-\u036f]")
 _SENTENCE_END = re.compile(r"[。！？!?\n]")
 _SELF = re.compile(r"我|俺|咱|偶|i\b|i'm|\bme\b|\bmy\b")
 _CLAUSE_END = re.compile(r"[，。！？!?；;,\n…~～、：:（）()]|(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
@@ -65,8 +66,11 @@ class Assessment:
 def normalise(text: str) -> str:
     """NFKC (full-width → half-width), lower case, no tone marks, traditional → simplified for the characters
     that matter, pinyin and homophone spellings of the key words (想si, zs, 紫砂) → characters."""
-    text = unicodedata.normalize("NFKD", text.lower())
-    text = unicodedata.normalize("NFKC", "".join(c for c in text if not unicodedata.combining(c))).translate(TRAD)
+    text = unicodedata.normalize("NFKC", text).lower()
+    if _ACCENTED.search(text):  # pinyin with tone marks (自shā): drop the marks
+        text = unicodedata.normalize("NFKD", text)
+        text = unicodedata.normalize("NFKC", "".join(c for c in text if not unicodedata.combining(c)))
+    text = text.translate(TRAD)
     for pattern, word in SLANG:
         text = pattern.sub(word, text)
     return text
@@ -85,6 +89,7 @@ class _Text:
         seps = [(m.start(), m.end()) for m in _CLAUSE_END.finditer(text)]
         self._starts = [a for a, _ in seps]
         self._ends = [b for _, b in seps]
+        self._stops = [m.start() for m in _SENTENCE_END.finditer(text)]
 
     def clause(self, pos: int) -> tuple[int, int]:
         """Start and end of the clause around `pos`."""
@@ -95,9 +100,8 @@ class _Text:
 
     def sentence(self, pos: int) -> tuple[int, int]:
         """Start and end of the sentence (up to 。！？ or a line break) around `pos`."""
-        start = max((m.end() for m in _SENTENCE_END.finditer(self.text, 0, pos)), default=0)
-        m = _SENTENCE_END.search(self.text, pos)
-        return start, m.start() if m else len(self.text)
+        i = bisect.bisect_left(self._stops, pos)  # sentence ends before pos (a stop is one character)
+        return self._stops[i - 1] + 1 if i else 0, self._stops[i] if i < len(self._stops) else len(self.text)
 
     def counts(self, m: re.Match[str], cue: Cue | None = None) -> bool:
         """A cue match counts unless it is negated just before, or its clause is about fiction, news or the past
