@@ -147,3 +147,39 @@ def test_traditional_characters_and_emoji() -> None:
 def test_assess_names_the_cues() -> None:
     got = safety.assess("我把安眠药攒了一抽屉")
     assert got.kind == "self_harm" and got.score >= safety.THRESHOLD and got.cues
+
+
+@pytest.mark.parametrize("text", ["好想zisha", "真的想si了", "不想huo了啊", "想自shā了"])
+def test_pinyin_and_homophone_spellings(text: str) -> None:
+    assert safety.detect(text) == "self_harm"
+
+
+def test_homophone_rule_spares_ordinary_words() -> None:
+    assert safety.detect("想买个紫砂壶送人") is None
+
+
+def test_a_dangerous_place_counts_unless_the_sentence_says_what_is_done_there() -> None:
+    assert safety.detect("我在天台上，风好大") == "self_harm"
+    assert safety.detect("我爸半夜在天台边上站着") == "self_harm"
+    assert safety.detect("我在天台上晒被子") is None
+    assert safety.detect("我在大桥下面等你") is None
+
+
+def test_weak_farewell_signs_add_up_but_not_before_a_move() -> None:
+    assert safety.detect("谢谢大家这么多年的照顾，以后不用惦记我了") == "self_harm"
+    assert safety.detect("谢谢大家这么多年的照顾，以后不用惦记我了，我下周搬去养老院") is None
+
+
+def test_a_story_earlier_in_the_sentence_unless_the_writer_joins_in() -> None:
+    assert safety.detect("看了一部电影，女主角最后跳河了") is None
+    assert safety.detect("看了一部电影，我也想跳河") == "self_harm"
+
+
+def test_a_means_made_ready_for_its_ordinary_use() -> None:
+    assert safety.detect("刀磨好了，明天杀鸡") is None
+    assert safety.detect("刀磨好了，就放在枕头边") == "self_harm"
+
+
+def test_an_ordinary_dose_is_not_an_act_but_a_handful_is() -> None:
+    assert safety.detect("吃了一片安眠药还是睡不着") is None
+    assert safety.detect("吃了二十片安眠药") == "self_harm"
