@@ -171,7 +171,7 @@ def test_weak_farewell_signs_add_up_but_not_before_a_move() -> None:
 
 
 def test_a_story_earlier_in_the_sentence_unless_the_writer_joins_in() -> None:
-    assert safety.detect("看了一部电影，女主角最后跳河了") is None
+    assert safety.detect("昨晚看了一部电影，结尾那个姑娘跳河了") is None
     assert safety.detect("看了一部电影，我也想跳河") == "self_harm"
 
 
