@@ -7,13 +7,21 @@ already done, following someone who died; third-person reports use the same cues
 its own, weaker cues only together (score >= 2).
 
 Why rules and no word segmentation or model: the cues are short fixed phrases that a segmenter like jieba
-would mostly split apart (不想活 → 不想 / 活) or get wrong on dialect and typos, it would add a 20 MB
-dictionary load at import, and every decision here must be explainable to the counsellors reading a case.
+would mostly split apart or get wrong (measured with jieba 0.42.1: 不想活 → 不想 / 活, 了断 → 了 / 断, the Hunan
+活着么子意思都冇得 → 么 / 子 … / 冇 / 得, 想si → si), it loads a dictionary for 1.6 s at start and adds ~0.1 ms a
+message, and every decision here must be explainable to the counsellors reading a case (the cue names).
 
-Before the cues run, the text is normalised (NFKC, lower case, traditional → simplified for the characters
-that matter) and the exaggerations built on 死 (冷死了, 笑死我了, 想死你了, 得要死, 死机) are blanked. A cue is
-ignored when a negation stands just before it in the same clause (我可不会想不开, 我从来没想过死), or when its
-clause is about fiction, news or the past (电视剧里…, 新闻说…, 以前…) without the writer speaking of now.
+Before the cues run, the text is normalised (NFKC, lower case, tone marks dropped, traditional → simplified for
+the characters that matter, pinyin and homophone spellings such as 想si / zs / 紫砂 / 不相活 written as the words)
+and the exaggerations built on 死 (冷死了, 笑死我了, 想死你了, 得要死, 死机) are blanked. A cue is ignored when a
+negation stands just before it in the same clause (我可不会想不开, 我从来没想过死), or when its clause is about
+fiction, news or the past (电视剧里…, 新闻说…, 以前…) without the writer speaking of now, or when an earlier clause
+of its sentence is (看了个电影，结尾那个姑娘跳河了) and its own clause does not speak of the writer. Some cues carry
+a guard checked on their whole sentence: being at a rooftop, a river or a railway counts on its own unless the
+sentence says what ordinary thing is done there (晒被子, 钓鱼, 等你们来接); a knife, a rope or a poison got
+ready counts unless its ordinary use is named (杀鸡, 老鼠太多 — but not 不是打虫子用的); the weak farewell signs
+(thanks for the years, giving things away, 不用惦记我, a letter written) add up unless the sentence speaks of a
+move, a trip or a hospital stay.
 When in doubt the rules prefer the false alarm, as CARE.md asks: a kind call costs little.
 
 Medical: present-tense emergencies (collapse, breathing, a fall with no getting up, stroke signs, chest
@@ -40,12 +48,16 @@ from flows.safety_rules import (
     NEGATION,
     NEGATION_BARE,
     SELF_HARM,
+    SLANG,
     TRAD,
     WISH,
     Cue,
 )
 
 THRESHOLD = 2
+_ACCENTED = re.compile(r"[\u00c0-\u024f\u0300-\u036f]")
+_SENTENCE_END = re.compile(r"[。！？!?\n]")
+_SELF = re.compile(r"我|俺|咱|偶|i\b|i'm|\bme\b|\bmy\b")
 _CLAUSE_END = re.compile(r"[，。！？!?；;,\n…~～、：:（）()]|(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
 _NEGATION_WINDOW = 7
 
@@ -60,8 +72,16 @@ class Assessment:
 
 
 def normalise(text: str) -> str:
-    """NFKC (full-width → half-width), lower case, traditional → simplified for the characters that matter."""
-    return unicodedata.normalize("NFKC", text).lower().translate(TRAD)
+    """NFKC (full-width → half-width), lower case, no tone marks, traditional → simplified for the characters
+    that matter, pinyin and homophone spellings of the key words (想si, zs, 紫砂) → characters."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    if _ACCENTED.search(text):  # pinyin with tone marks (自shā): drop the marks
+        text = unicodedata.normalize("NFKD", text)
+        text = unicodedata.normalize("NFKC", "".join(c for c in text if not unicodedata.combining(c)))
+    text = text.translate(TRAD)
+    for pattern, word in SLANG:
+        text = pattern.sub(word, text)
+    return text
 
 
 def _blank(text: str, pattern: re.Pattern[str]) -> str:
@@ -77,6 +97,7 @@ class _Text:
         seps = [(m.start(), m.end()) for m in _CLAUSE_END.finditer(text)]
         self._starts = [a for a, _ in seps]
         self._ends = [b for _, b in seps]
+        self._stops = [m.start() for m in _SENTENCE_END.finditer(text)]
 
     def clause(self, pos: int) -> tuple[int, int]:
         """Start and end of the clause around `pos`."""
@@ -85,19 +106,31 @@ class _Text:
         j = bisect.bisect_left(self._starts, pos)
         return start, self._starts[j] if j < len(self._starts) else len(self.text)
 
-    def counts(self, m: re.Match[str]) -> bool:
-        """A cue match counts unless it is negated just before, or its clause is about fiction, news or the past."""
+    def sentence(self, pos: int) -> tuple[int, int]:
+        """Start and end of the sentence (up to 。！？ or a line break) around `pos`."""
+        i = bisect.bisect_left(self._stops, pos)  # sentence ends before pos (a stop is one character)
+        return self._stops[i - 1] + 1 if i else 0, self._stops[i] if i < len(self._stops) else len(self.text)
+
+    def counts(self, m: re.Match[str], cue: Cue | None = None) -> bool:
+        """A cue match counts unless it is negated just before, or its clause is about fiction, news or the past
+        (or an earlier clause of its sentence is, and the cue's clause does not speak of the writer), or the
+        cue's `unless` is in its sentence."""
         start, end = self.clause(m.start())
         before = self.text[max(start, m.start() - _NEGATION_WINDOW):m.start()]
         if NEGATION.search(before) or (NEGATION_BARE.search(before) and WISH.match(m.group())):
             return False
         clause = self.text[start:end]
-        return not (DISTANCE.search(clause) and not FIRST_PERSON_NOW.search(clause))
+        if DISTANCE.search(clause) and not FIRST_PERSON_NOW.search(clause):
+            return False
+        s_start, s_end = self.sentence(m.start())
+        if DISTANCE.search(self.text[s_start:start]) and not _SELF.search(clause):
+            return False
+        return not (cue and cue.unless and cue.unless.search(self.text[s_start:s_end]))
 
     def score(self, cues: list[Cue]) -> tuple[int, list[str]]:
         score, hits = 0, []
         for cue in cues:
-            if any(self.counts(m) for m in cue.pattern.finditer(self.text)):
+            if any(self.counts(m, cue) for m in cue.pattern.finditer(self.text)):
                 score += cue.weight
                 hits.append(cue.name)
         return score, hits

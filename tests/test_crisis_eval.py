@@ -1,10 +1,13 @@
 """The crisis detector (flows.safety) against the labelled set tests/data/crisis_eval.jsonl, plus focused cases.
 
 The set was written from the kinds of CARE.md before the rules; the rules were adjusted on its tune split
-only. On the held-out test split the detector does NOT reach the target of 95 % self-harm recall (first run:
-68/78 = 87.2 %, false alarms 2/143): the floors below are what it honestly meets, and the target is kept as
-a strict xfail so that it shows up when the detector gets there. Do not move rows between splits or edit
-test rows to make numbers pass.
+only. It was enlarged in two rounds (dialect, pinyin and typos, traditional characters, emoji, giving things
+away, jokes and more hard negatives), each time with fresh test rows written in one go before any tuning. On
+the held-out test split the detector does NOT reach the target of 95 % self-harm recall (measured by
+`python -m bench.crisis` after the rules were last changed: 188/263 = 71.5 %, false alarms 8/348; medical
+30/34, while the tune split is at 100 %: the rules do not yet generalise to phrasings they were not written
+from). The floors below are what it honestly meets, and the target is kept as a strict xfail so that it shows
+up when the detector gets there. Do not move rows between splits or edit test rows to make numbers pass.
 """
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ ROWS: list[dict[str, str]] = [json.loads(line) for line in DATA.read_text(encodi
 LABELS = ("self_harm", "medical", "none")
 
 # What the current rules meet on the held-out test split, with a little room; and the target of the issue.
-TEST_FLOOR = {"self_harm_recall": 0.85, "self_harm_false_alarms": 0.10, "medical_recall": 0.90,
-              "medical_false_alarms": 0.05}
+TEST_FLOOR = {"self_harm_recall": 0.70, "self_harm_false_alarms": 0.05, "medical_recall": 0.85,
+              "medical_false_alarms": 0.02}
 TARGET_RECALL = 0.95
 
 
@@ -79,7 +82,7 @@ def test_floors_on_the_held_out_test_split() -> None:
     assert got["medical_false_alarms"] <= TEST_FLOOR["medical_false_alarms"], got
 
 
-@pytest.mark.xfail(strict=True, reason="target of the issue not met yet: test-split self-harm recall is 87 %")
+@pytest.mark.xfail(strict=True, reason="target of the issue not met yet: test-split self-harm recall is 71.5 %")
 def test_target_recall_on_the_held_out_test_split() -> None:
     assert rates("test")["self_harm_recall"] >= TARGET_RECALL
 
@@ -147,3 +150,39 @@ def test_traditional_characters_and_emoji() -> None:
 def test_assess_names_the_cues() -> None:
     got = safety.assess("我把安眠药攒了一抽屉")
     assert got.kind == "self_harm" and got.score >= safety.THRESHOLD and got.cues
+
+
+@pytest.mark.parametrize("text", ["好想zisha", "真的想si了", "不想huo了啊", "想自shā了"])
+def test_pinyin_and_homophone_spellings(text: str) -> None:
+    assert safety.detect(text) == "self_harm"
+
+
+def test_homophone_rule_spares_ordinary_words() -> None:
+    assert safety.detect("想买个紫砂壶送人") is None
+
+
+def test_a_dangerous_place_counts_unless_the_sentence_says_what_is_done_there() -> None:
+    assert safety.detect("我在天台上，风好大") == "self_harm"
+    assert safety.detect("我爸半夜在天台边上站着") == "self_harm"
+    assert safety.detect("我在天台上晒被子") is None
+    assert safety.detect("我在大桥下面等你") is None
+
+
+def test_weak_farewell_signs_add_up_but_not_before_a_move() -> None:
+    assert safety.detect("谢谢大家这么多年的照顾，以后不用惦记我了") == "self_harm"
+    assert safety.detect("谢谢大家这么多年的照顾，以后不用惦记我了，我下周搬去养老院") is None
+
+
+def test_a_story_earlier_in_the_sentence_unless_the_writer_joins_in() -> None:
+    assert safety.detect("昨晚看了一部电影，结尾那个姑娘跳河了") is None
+    assert safety.detect("看了一部电影，我也想跳河") == "self_harm"
+
+
+def test_a_means_made_ready_for_its_ordinary_use() -> None:
+    assert safety.detect("刀磨好了，明天杀鸡") is None
+    assert safety.detect("刀磨好了，就放在枕头边") == "self_harm"
+
+
+def test_an_ordinary_dose_is_not_an_act_but_a_handful_is() -> None:
+    assert safety.detect("吃了一片安眠药还是睡不着") is None
+    assert safety.detect("吃了二十片安眠药") == "self_harm"
