@@ -11,7 +11,7 @@ from flows.intake import check_phone
 from flows.types import Message
 from handlers import audit, ops
 from handlers.context import Ctx
-from handlers.events import InboundEvent
+from handlers.events import NO_TRAITS, InboundEvent
 from handlers.views import view_of
 from storage import repo
 from storage.models import Person
@@ -130,6 +130,8 @@ async def on_command(ctx: Ctx, ev: InboundEvent, person: Person, name: str, in_f
     loc = ctx.locale_of(person)
     if name == "privacy":
         await _reply(ctx, ev, privacy.notice(loc, with_buttons=person.privacy_accepted_at is None))
+        if person.privacy_accepted_at is None and ctx.state is None:
+            await ctx.set_state("privacy", {})  # typing 同意 now accepts it, as at the first form
         return
     if name == "mine":
         data = await collect(ctx, person)
@@ -139,7 +141,10 @@ async def on_command(ctx: Ctx, ev: InboundEvent, person: Person, name: str, in_f
     if name == "export":
         data = await collect(ctx, person)
         doc = privacy.export(data, ctx.local().isoformat(timespec="minutes"))
-        await _reply(ctx, ev, Message(t(loc, "rights.export_caption", filename=doc.filename), document=doc))
+        if ctx.traits.get(ev.channel, NO_TRAITS).no_files:  # this channel cannot send files (yet): all as text
+            await _reply(ctx, ev, privacy.summary(data, loc) + "\n" + t(loc, "rights.export_no_files"))
+        else:
+            await _reply(ctx, ev, Message(t(loc, "rights.export_caption", filename=doc.filename), document=doc))
         await audit.record(ctx, person.id, "data_export", None, person.id, "resident_request")
         return
     if in_form:
