@@ -20,7 +20,7 @@ from bot.channels.base import Channel, PermanentSendError, RetryLater, WaitForIn
 from bot.clock import Clock
 from bot.config import Config
 from flows.i18n import norm_locale, t
-from flows.types import Button, Message
+from flows.types import Button, Document, Message
 from handlers.context import message_payload
 from handlers.views import render
 from storage import repo
@@ -71,7 +71,9 @@ def payload_message(payload: dict[str, object]) -> Message:
     """The Message stored in an outbox payload."""
     rows = cast(list[list[dict[str, str]]], payload.get("buttons") or [])
     buttons = tuple(tuple(Button(b["text"], b["data"]) for b in row) for row in rows)
-    return Message(str(payload.get("text", "")), buttons, str(payload.get("phone_button") or ""))
+    doc = cast(dict[str, str] | None, payload.get("document"))
+    document = Document(doc["filename"], doc["content"], doc.get("mime") or "application/json") if doc else None
+    return Message(str(payload.get("text", "")), buttons, str(payload.get("phone_button") or ""), document)
 
 
 class Outbox:

@@ -9,6 +9,7 @@ from typing import Any
 from flows import callbacks
 from flows.catalog import Catalog
 from flows.i18n import t, words
+from flows.privacy import mask_phone
 from flows.types import Button, Draft, Message, UserInput, rows
 from flows.when import is_past, parse_when
 
@@ -288,11 +289,6 @@ def check_phone(raw: str) -> tuple[str | None, str]:
     if digits.startswith("1"):
         return None, "short" if len(digits) < 11 else "long" if len(digits) > 11 else "bad"
     return None, "bad"
-
-
-def mask_phone(phone: str) -> str:
-    """138****5678: a phone shown anywhere but to the claimer."""
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
 
 
 def format_when(at: datetime, has_time: bool, period: str | None, locale: str) -> str:

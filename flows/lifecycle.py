@@ -87,9 +87,10 @@ class ReleaseClaims:
 
 @dataclass(frozen=True)
 class PostDetail:
-    """The full details, privately, to the person who now has the request."""
+    """The full details, privately, to the person who now has the request (an audited reveal: `reason`)."""
 
     person_id: str
+    reason: str = "claimed"
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def claim(f: Facts, volunteer_id: str, volunteer_name: str, via: str, actor_id: 
         History(actor_id, "claimed" if via == "press" else "assigned", {"volunteer": volunteer_id}),
         CancelTimers(WAITING_TIMERS),
         Refresh(),
-        PostDetail(volunteer_id),
+        PostDetail(volunteer_id, "claimed" if via == "press" else "assigned"),
         TellResident("resident.claimed", {"number": f.number, "name": volunteer_name}),
     )
 
@@ -261,14 +262,16 @@ def finish(f: Facts, volunteer_id: str, now: datetime, s: Settings) -> Step:
     )
 
 
-def cancel(f: Facts, actor_id: str, now: datetime) -> Step:
-    """The resident cancels an open or claimed request; whoever has it (as written) is told."""
+def cancel(f: Facts, actor_id: str, now: datetime, erased: bool = False) -> Step:
+    """The resident cancels an open or claimed request; whoever has it (as written) is told. With `erased`
+    (删除我的数据) a request already under way is withdrawn too, and the claimer is told why."""
     return (
-        Transition("cancel", {"closed_at": now}),
+        Transition("withdraw" if erased else "cancel", {"closed_at": now}),
         History(actor_id, "cancelled"),
         CancelTimers((*WAITING_TIMERS, "rate")),
         Refresh(),
-        TellClaimer("detail.cancelled_by_resident", {"number": f.number}),
+        TellClaimer("detail.withdrawn_by_resident" if erased else "detail.cancelled_by_resident",
+                    {"number": f.number}),
     )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flows import callbacks
 from flows.i18n import t
-from flows.intake import mask_phone
+from flows.privacy import mask_phone
 from flows.types import Button, Message, rows
 
 OPEN, CLAIMED, STARTED, FINISHED, CANCELLED = "open", "claimed", "started", "finished", "cancelled"
@@ -19,6 +19,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "start": (frozenset({CLAIMED}), STARTED),
     "finish": (frozenset({CLAIMED, STARTED}), FINISHED),
     "cancel": (frozenset({OPEN, CLAIMED}), CANCELLED),
+    "withdraw": (frozenset({OPEN, CLAIMED, STARTED}), CANCELLED),  # the resident erased their data (删除我的数据)
     "escalate": (frozenset({OPEN}), OPEN),  # passed to the parent level's team: only while nobody has it
 }
 
@@ -100,8 +101,8 @@ def reminder(v: RequestView, locale: str) -> Message:
 def details(v: RequestView, locale: str) -> Message:
     """Full details for the volunteer who claimed it, with the actions that fit its status."""
     text = t(locale, "detail.text", category=v.category, service=v.service, number=v.number,
-             community=v.community, when=v.when_text, address=v.address, phone=v.phone,
-             description=v.description, name=v.resident_name or "-",
+             community=v.community, when=v.when_text, address=v.address or "-", phone=v.phone or "-",
+             description=v.description or "-", name=v.resident_name or "-",
              for_whom=t(locale, "intake.for_self" if v.for_whom == "self" else "intake.for_family"))
     buttons: list[Button] = []
     if v.status == CLAIMED:

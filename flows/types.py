@@ -26,12 +26,23 @@ class Button:
 
 
 @dataclass(frozen=True)
+class Document:
+    """A file sent with a message (e.g. a person's data export): its name, type and text content."""
+
+    filename: str
+    content: str
+    mime: str = "application/json"
+
+
+@dataclass(frozen=True)
 class Message:
-    """Text plus optional rows of buttons; surfaces without buttons list them numbered."""
+    """Text plus optional rows of buttons; surfaces without buttons list them numbered. With `document`, a
+    file sent with the text as its caption."""
 
     text: str
     buttons: tuple[tuple[Button, ...], ...] = ()
     phone_button: str = ""  # asks for a phone: the label of a "share my number" key where a channel has one
+    document: Document | None = None
 
     def flat_buttons(self) -> list[Button]:
         """All buttons in reading order (the numbering a typed digit refers to)."""

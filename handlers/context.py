@@ -29,6 +29,9 @@ def message_payload(msg: Message) -> dict[str, object]:
                                                                 for row in msg.buttons]}
     if msg.phone_button:
         payload["phone_button"] = msg.phone_button
+    if msg.document is not None:
+        payload["document"] = {"filename": msg.document.filename, "mime": msg.document.mime,
+                               "content": msg.document.content}
     return payload
 
 

@@ -10,7 +10,7 @@ from flows import lifecycle as lc
 from flows import requests as rq
 from flows.i18n import t
 from flows.types import Message
-from handlers import duty
+from handlers import audit, duty
 from handlers.context import Ctx, MessageBuilder
 from handlers.events import NO_TRAITS
 from handlers.views import view_of
@@ -75,6 +75,8 @@ async def _apply_one(ctx: Ctx, req: HelpRequest, e: lc.Effect, moved: repo.Moved
         person = await repo.get_person(ctx.s, e.person_id)
         if person is None or await ctx.post_to(person, req.id, "detail") == 0:
             log.warning("request %s: its claimer has no private chat for the details", req.id)
+        else:
+            await audit.record(ctx, person.id, "claimer_details", req.id, req.resident_id, e.reason)
     elif isinstance(e, lc.TellResident):
         await ctx.say_to_resident(req, Message(t(req.locale, e.key, **e.params)))
     elif isinstance(e, lc.TellClaimer):

@@ -40,6 +40,7 @@ class ChannelTraits:
     replaces_private: str | None = None  # a team card in a group here stands for private cards on that channel
     keep_private_for: frozenset[str] = frozenset()  # … except for these teams, who get both
     card_failed_key: str = "coord.group_card_failed"  # how coordinators are told a group card failed here
+    no_files: bool = False  # cannot send a Message's document (a data export is sent as text instead)
 
 
 NO_TRAITS = ChannelTraits()

@@ -99,6 +99,6 @@ async def record_hours(ctx: Ctx, req: HelpRequest, volunteer: Person, hours: flo
     await effects.apply(ctx, req, (lc.RecordHours(volunteer.id, hours, points),))
 
 
-async def cancel(ctx: Ctx, req: HelpRequest, actor: Person) -> bool:
-    """The resident cancels an open or claimed request; the claimer is told."""
-    return await effects.apply(ctx, req, lc.cancel(effects.facts_of(ctx, req), actor.id, ctx.now))
+async def cancel(ctx: Ctx, req: HelpRequest, actor: Person, erased: bool = False) -> bool:
+    """The resident cancels an open or claimed request (with `erased`, one under way too); the claimer is told."""
+    return await effects.apply(ctx, req, lc.cancel(effects.facts_of(ctx, req), actor.id, ctx.now, erased))

@@ -4,11 +4,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flows import intake, safety
+from flows import intake, privacy, safety
 from flows import requests as rq
 from flows.i18n import t, words
 from flows.types import Message, UserInput
-from handlers import duty, effects, ops, presses
+from handlers import duty, effects, ops, presses, rights
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from handlers.views import view_of
@@ -63,13 +63,20 @@ async def converse(ctx: Ctx, ev: InboundEvent, person: Person) -> str | None:
     if kind := safety.detect(text):
         await crisis(ctx, ev, person, kind)
         return None
+    in_form = state is not None and state.flow == "intake"
+    if not ev.data and (right := rights.command(text)) is not None:
+        await rights.on_command(ctx, ev, person, right, in_form)  # a form going on is kept
+        return None
+    if state is not None and state.flow in ("privacy", "rights") and await rights.on_state(ctx, ev, person, text):
+        return None
+    state = ctx.state
     if state is not None and state.flow == "intake":
         return await _intake_step(ctx, ev, person, dict(state.data))
     if state is not None and state.flow in ("rating", "rating_comment") and not ev.data:
         if await _rating_text(ctx, ev, person, state.flow, state.data, text):
             return None
     if ev.data:  # a press on an old intake button with no form open
-        await _start_intake(ctx, ev, person)
+        await start_intake(ctx, ev, person)
         return t(loc, "press.stale")
     if text.lower() in words("kw.mine"):
         await show_requests(ctx, ev, person)
@@ -77,12 +84,16 @@ async def converse(ctx: Ctx, ev: InboundEvent, person: Person) -> str | None:
     if text.lower() in words("kw.cancel") or text.lower() == "/cancel":
         await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "intake.nothing_to_cancel")))
         return None
-    await _start_intake(ctx, ev, person)
+    await start_intake(ctx, ev, person)
     return None
 
 
-async def _start_intake(ctx: Ctx, ev: InboundEvent, person: Person) -> None:
-    res = intake.start(intake_context(ctx, person, ev.extra.get("station_hint")))
+async def start_intake(ctx: Ctx, ev: InboundEvent, person: Person, station_hint: str | None = None) -> None:
+    """Begin the form (after the privacy notice, which the person must have accepted first)."""
+    hint = station_hint or ev.extra.get("station_hint")
+    if await rights.gate(ctx, ev, person, hint):
+        return
+    res = intake.start(intake_context(ctx, person, hint))
     for msg in res.messages:
         await ctx.say(ev.channel, ev.chat_id, msg)
     await ctx.set_state("intake", res.state or {})
@@ -123,8 +134,9 @@ async def _rating_text(ctx: Ctx, ev: InboundEvent, person: Person, flow: str,
         await repo.set_rating_comment(ctx.s, req.id, text[:500])
         rating = await repo.get_rating(ctx.s, req.id)
         if rating and rating.stars <= 2:
+            masked = privacy.mask_text(text[:500])  # coordinators see no phone in a forwarded comment
             await effects.notify_coordinators(ctx, lambda lc: Message(t(lc, "coord.low_rating_comment",
-                                          number=req.number, comment=text[:500])), req.station_id)
+                                          number=req.number, comment=masked)), req.station_id)
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "rating.bye")))
     return True
 

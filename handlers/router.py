@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from flows import callbacks
 from flows.i18n import t
 from flows.types import Message
-from handlers import presses, resident, staff, timers
+from handlers import presses, resident, rights, staff, timers
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from storage import repo
@@ -43,6 +43,8 @@ async def _press(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[boo
     cb = callbacks.parse(ev.data)
     if cb is not None and cb.action == "i" and person is not None and ev.chat_type == "private":
         return True, await resident.converse(ctx, ev, person)  # an intake button
+    if cb is not None and cb.action == "p" and person is not None and ev.chat_type == "private":
+        return True, await rights.on_press(ctx, ev, person, cb)  # the privacy notice, 删除我的数据
     return True, t(ctx.locale_of(person), "press.stale")  # foreign or outdated data: say so, never fail
 
 

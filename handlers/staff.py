@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from flows import requests as rq
 from flows.i18n import norm_locale, t, words
 from flows.types import Message
-from handlers import accounts, duty, ops
+from handlers import accounts, audit, duty, ops
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from handlers.views import view_of
@@ -62,6 +62,7 @@ async def cmd_tasks(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str])
         await _reply(ctx, ev, t(ctx.locale_of(person), "tasks.none"))
     for req in tasks:
         await ctx.post(ev.channel, ev.chat_id, req.id, "detail")
+        await audit.record(ctx, person.id, "claimer_details", req.id, req.resident_id, "tasks")
 
 
 # ---- coordinators ----------------------------------------------------------------------------------
@@ -124,6 +125,44 @@ async def cmd_history(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str
         lines.append(f"{ctx.local(item.at):%m-%d %H:%M}  {t(loc, 'action.' + item.action)}  "
                      f"{names.get(actor, t(loc, 'action.system'))}  {detail}".rstrip())
     await _reply(ctx, ev, "\n".join(lines))
+
+
+async def cmd_audit(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) -> None:
+    """/audit <number>: who saw or got the personal data of a request and its resident, what, when, why.
+    For the county center's coordinators only."""
+    loc = ctx.locale_of(person)
+    if person.unit != ctx.cfg.org.center.id:
+        await _reply(ctx, ev, t(loc, "coord.audit_county_only"))
+        return
+    req = await repo.request_by_number(ctx.s, args[0]) if len(args) == 1 else None
+    if req is None:
+        await _reply(ctx, ev, t(loc, "coord.no_request", number=args[0]) if args else t(loc, "coord.audit_usage"))
+        return
+    entries = await repo.audit_entries(ctx.s, req.id, req.resident_id)
+    if not entries:
+        await _reply(ctx, ev, t(loc, "coord.audit_none", number=req.number))
+        return
+    lines = [t(loc, "coord.audit_head", number=req.number, count=len(entries))]
+    names: dict[str, str] = {}
+    for e in entries:
+        actor = e.actor_id or ""
+        if actor and actor not in names:
+            p = await repo.get_person(ctx.s, actor)
+            staff = p is not None and (p.is_volunteer or p.is_coordinator)
+            names[actor] = p.name if staff and p is not None else t(loc, "coord.audit_resident")  # no resident names
+        what = _label(loc, f"audit.action.{e.action}", e.action)
+        why = _label(loc, f"audit.reason.{e.reason}", e.reason)
+        lines.append(t(loc, "coord.audit_line", at=f"{ctx.local(e.at):%m-%d %H:%M}", what=what, why=why,
+                       who=names.get(actor, t(loc, "action.system"))))
+    await _reply(ctx, ev, "\n".join(lines))
+
+
+def _label(loc: str, key: str, fallback: str) -> str:
+    """A catalog label for a code written by another part of the bot (falls back to the code itself)."""
+    try:
+        return t(loc, key)
+    except KeyError:
+        return fallback
 
 
 async def cmd_roster(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) -> None:
@@ -190,7 +229,8 @@ async def cmd_help(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) 
 
 
 VOLUNTEER = {"/on": cmd_on, "/off": cmd_off, "/hours": cmd_hours, "/tasks": cmd_tasks}
-COORDINATOR = {"/open": cmd_open, "/assign": cmd_assign, "/history": cmd_history, "/roster": cmd_roster,
+COORDINATOR = {"/open": cmd_open, "/assign": cmd_assign, "/history": cmd_history, "/audit": cmd_audit,
+               "/roster": cmd_roster,
                "/stats": cmd_stats, "/linkcode": accounts.cmd_linkcode, "/bind": accounts.cmd_bind,
                "/unbind": accounts.cmd_unbind, "/kflink": cmd_kflink}
 EVERYONE = {"/help": cmd_help, "/lang": cmd_lang, "/link": accounts.cmd_link}

@@ -50,6 +50,8 @@ class Person(Base):
     station_id: Mapped[str | None] = mapped_column(String(64))  # a resident's last station
     locale: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    privacy_accepted_at: Mapped[datetime | None] = mapped_column(DateTime)  # the privacy notice (migration 0006)
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime)  # 删除我的数据: personal fields erased
 
 
 class Team(Base):
@@ -295,6 +297,20 @@ class SimMessage(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     # the outbox row a bot message came from: a row sent again after a crash is not shown twice (migration 0005)
     delivery_key: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    document: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # a file: filename, content
+
+
+class AuditEntry(Base):
+    """One reveal of personal data (who saw or got what about whom, when, why): the audit trail (0006)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    actor_id: Mapped[str | None] = mapped_column(String(64))  # who saw it (None: the system)
+    action: Mapped[str] = mapped_column(String(32))  # e.g. claimer_details, export, erase
+    request_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    subject_person_id: Mapped[str | None] = mapped_column(String(64), index=True)  # whose data
+    reason: Mapped[str] = mapped_column(String(200))
 
 
 class ChannelState(Base):

@@ -14,6 +14,7 @@ from flows.requests import TRANSITIONS
 from flows.types import ConversationKey
 from storage.db import utcnow
 from storage.models import (
+    AuditEntry,
     Claim,
     ConversationState,
     Counter,
@@ -30,9 +31,11 @@ from storage.models import (
     RequestEvent,
     RequestRoute,
     ServiceRecord,
+    SimMessage,
     Team,
     TeamMember,
     Timer,
+    WecomKfSent,
 )
 from storage.sql import _insert, rowcount
 
@@ -489,3 +492,79 @@ async def ensure_identity(s: AsyncSession, channel: str, external_id: str, perso
     if row is None:
         s.add(Identity(channel=channel, external_id=external_id, person_id=person_id, chat_id=chat_id,
                        display_name=name))
+
+
+# ---- the resident's rights (我的数据, 删除我的数据) and the audit trail ------------------------------------
+
+async def all_requests_of(s: AsyncSession, resident_id: str) -> list[HelpRequest]:
+    """Every request a person made, oldest first."""
+    q = select(HelpRequest).where(HelpRequest.resident_id == resident_id).order_by(HelpRequest.id)
+    return list((await s.execute(q.execution_options(populate_existing=True))).scalars())
+
+
+async def ratings_of(s: AsyncSession, request_ids: Iterable[str | int]) -> dict[int, Rating]:
+    """The ratings of these requests, by request id."""
+    q = select(Rating).where(Rating.request_id.in_([int(i) for i in request_ids]))
+    return {r.request_id: r for r in (await s.execute(q)).scalars()}
+
+
+async def all_identities_of(s: AsyncSession, person_id: str) -> list[Identity]:
+    """Every platform account of a person (with or without a private chat)."""
+    q = select(Identity).where(Identity.person_id == person_id).order_by(Identity.channel)
+    return list((await s.execute(q)).scalars())
+
+
+def _chats(accounts: Iterable[Identity]) -> list[tuple[str, str]]:
+    return [(i.channel, i.chat_id or i.external_id) for i in accounts]
+
+
+async def transcript_count(s: AsyncSession, accounts: list[Identity]) -> int:
+    """How many chat messages to or from these accounts are kept (outbox rows, the simulator's chat log)."""
+    total = 0
+    for channel, chat in _chats(accounts):
+        q = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.channel == channel,
+                                                                 OutboxMessage.chat_id == chat)
+        total += int((await s.execute(q)).scalar_one())
+        if channel == "simulator":
+            q = select(func.count()).select_from(SimMessage).where(SimMessage.chat_id == chat)
+            total += int((await s.execute(q)).scalar_one())
+    return total
+
+
+async def erase_person(s: AsyncSession, person: Person, accounts: list[Identity], keep_accounts: bool,
+                       now: datetime) -> None:
+    """删除我的数据: erase a person's name, phone, the address, phone and description of their requests, their
+    rating comments, drafts and chat transcripts. Requests, ratings (stars) and service records stay as rows
+    without personal fields (anonymised statistics). Staff keep their accounts (config manages them)."""
+    request_ids = [r.id for r in await all_requests_of(s, person.id)]
+    if request_ids:
+        await s.execute(update(HelpRequest).where(HelpRequest.id.in_(request_ids))
+                        .values(address="", phone="", description="", chat_id="")
+                        .execution_options(synchronize_session=False))
+        await s.execute(update(Rating).where(Rating.request_id.in_(request_ids)).values(comment=None))
+        await s.execute(update(Timer).where(Timer.request_id.in_(request_ids), Timer.kind == "rate",
+                                            Timer.fired_at.is_(None)).values(cancelled=True))
+    chats = _chats(accounts)
+    keys = [str(ConversationKey(i.channel, i.chat_id or i.external_id, i.external_id)) for i in accounts]
+    if keys:
+        await s.execute(delete(ConversationState).where(ConversationState.key.in_(keys)))
+    for channel, chat in chats:
+        await s.execute(delete(OutboxMessage).where(OutboxMessage.channel == channel, OutboxMessage.chat_id == chat))
+        if channel == "simulator":
+            await s.execute(delete(SimMessage).where(SimMessage.chat_id == chat))
+        if channel == "wecom_kf":
+            await s.execute(delete(WecomKfSent).where(WecomKfSent.external_userid == chat))
+    if not keep_accounts:
+        person.name, person.phone, person.station_id, person.locale = "", None, None, None
+        await s.execute(delete(Identity).where(Identity.person_id == person.id))
+    person.erased_at, person.privacy_accepted_at = now, None
+    await s.flush()
+
+
+async def audit_entries(s: AsyncSession, request_id: int, subject_id: str | None) -> list[AuditEntry]:
+    """The audit trail of a request: reveals about it, and its resident's own data requests."""
+    cond = AuditEntry.request_id == request_id
+    if subject_id:
+        cond = cond | ((AuditEntry.subject_person_id == subject_id) & AuditEntry.request_id.is_(None))
+    q = select(AuditEntry).where(cond).order_by(AuditEntry.id)
+    return list((await s.execute(q)).scalars())

@@ -170,6 +170,16 @@ class Sim:
                                                   "message_id": message_id, "data": data, **extra})
         return res["answer"]
 
+    async def accept_privacy(self, resident: str) -> bool:
+        """Press 同意并继续 if the bot just showed the privacy notice (a resident's first form); True if it did."""
+        msgs = await self.messages(resident)
+        last = next((m for m in reversed(msgs) if m["sender"] == "bot"), None)
+        if last is None or not any(b["text"] == "同意并继续" for row in last["buttons"] for b in row):
+            return False
+        await self.press_data(resident, resident, last["message_id"],
+                              next(b["data"] for row in last["buttons"] for b in row if b["text"] == "同意并继续"))
+        return True
+
     async def advance(self, minutes: float) -> None:
         """Move the bot's clock forward and let due timers fire."""
         await self.post("/sim/api/clock", {"advance_minutes": minutes})
@@ -181,6 +191,7 @@ class Sim:
         """Walk the whole intake form by buttons and typing; returns the request number."""
         self.secrets.update({phone, address})
         await self.say(resident, "你好", name)
+        await self.accept_privacy(resident)
         await self.press(resident, resident, category)
         await self.press(resident, resident, service)
         await self.press(resident, resident, community)

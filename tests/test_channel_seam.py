@@ -28,7 +28,8 @@ def test_traits_by_channel() -> None:
                                                                     "fallback_teams": ["t-xingfu-elderly"]}}}})
 
     on = registry.traits(demo_config("sqlite+aiosqlite:///:memory:", None, robot(True)))  # type: ignore[arg-type]
-    assert on["wecom"] == ChannelTraits(fanout=True)
+    assert on["wecom"] == ChannelTraits(fanout=True, no_files=True)
+    assert on["wecom_kf"].no_files and on["wecom_bot"].no_files
     assert on["wecom_bot"].replaces_private == "wecom"
     assert on["wecom_bot"].keep_private_for == frozenset({"t-xingfu-elderly"})
     assert on.get("telegram", NO_TRAITS) == NO_TRAITS and on.get("simulator", NO_TRAITS) == NO_TRAITS

@@ -79,7 +79,7 @@ async def test_run_serves_the_simulator_and_stops_cleanly(tmp_path: Path) -> Non
                 assert r.status == 200
             async with http.get(f"http://127.0.0.1:{port}/sim/api/chats/r-cli/messages") as r:
                 texts = [m["text"] for m in await r.json()]
-        assert any("需要哪方面的帮助" in t for t in texts)
+        assert any("隐私说明" in t for t in texts)  # a new resident's first answer: the privacy notice
     finally:
         proc.terminate()
         _, err = await asyncio.wait_for(proc.communicate(), 30)

@@ -37,6 +37,7 @@ async def test_fifty_volunteers_press_at_once_one_wins(backend: Backend) -> None
 async def test_same_event_twice_creates_one_request(sim: Sim) -> None:
     resident = "r-dup"
     await sim.say(resident, "你好")
+    await sim.accept_privacy(resident)
     for label in ("为老服务", "送餐助餐", "幸福社区", "我自己", "越快越好"):
         await sim.press(resident, resident, label)
     await sim.say(resident, "和平路3号")
@@ -59,6 +60,7 @@ async def test_same_event_twice_creates_one_request(sim: Sim) -> None:
 async def test_duplicates_delivered_concurrently_are_handled_once(sim: Sim) -> None:
     resident = "r-dup2"
     await sim.say(resident, "你好")
+    await sim.accept_privacy(resident)
     replies = await asyncio.gather(*(sim.send(resident, resident, "我的求助", event_id="evt-same")
                                      for _ in range(5)))
     assert sum(not r["duplicate"] for r in replies) == 1
@@ -68,6 +70,7 @@ async def test_duplicates_delivered_concurrently_are_handled_once(sim: Sim) -> N
 async def test_restart_between_intake_steps_loses_nothing(sim: Sim) -> None:
     resident = "r-restart"
     await sim.say(resident, "你好")
+    await sim.accept_privacy(resident)
     await sim.press(resident, resident, "为老服务")
     await sim.press(resident, resident, "陪同就医")
     await sim.restart()
@@ -138,6 +141,7 @@ async def test_stale_and_foreign_button_data_gets_a_clear_answer(sim: Sim) -> No
 async def test_unreadable_input_gets_kind_hints(sim: Sim) -> None:
     resident = "r-hint"
     await sim.say(resident, "你好")
+    await sim.accept_privacy(resident)
     await sim.say(resident, "随便什么")
     assert "请点下面的按钮" in await sim.last(resident)
     await sim.say(resident, "1")  # the first button's number

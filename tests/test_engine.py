@@ -69,6 +69,7 @@ async def test_a_burst_from_one_person_is_handled_in_order(sim: Sim) -> None:
     """Three answers typed in quick succession: each step sees the state the one before it left."""
     resident = "r-burst"
     await sim.say(resident, "你好")
+    await sim.accept_privacy(resident)
     for label in ("为老服务", "陪同就医", "幸福社区", "家里人", "选日期"):
         await sim.press(resident, resident, label)
     await sim.say(resident, "明天上午9点")
@@ -90,6 +91,7 @@ async def test_a_failed_event_is_not_acknowledged_and_comes_again(sim: Sim, back
     event delivered again after recovery is handled exactly once."""
     resident = "r-fail"
     await sim.say(resident, "你好")
+    await sim.accept_privacy(resident)
     await sim.press(resident, resident, "为老服务")
     async with table_away(backend.database_url, "conversation_states"):
         before = len(await sim.messages(resident))
@@ -110,6 +112,7 @@ async def test_a_poison_event_is_given_up_with_an_apology(sim: Sim, backend: Bac
     told, and a later delivery of it is a duplicate."""
     resident = "r-poison"
     await sim.say(resident, "你好")
+    await sim.accept_privacy(resident)
     async with table_away(backend.database_url, "conversation_states"):
         for _ in range(MAX_TRIES - 1):
             await sim.post("/sim/api/send", {"chat_id": resident, "user_id": resident, "text": "帮帮我",
@@ -173,8 +176,8 @@ async def test_telegram_does_not_acknowledge_a_failed_update(backend: Backend, m
         else:
             await tg.fake.wait_confirmed(update["update_id"])
         await tg.settle_all()
-        greetings = await tg.bot_texts("r-tg-fail")  # the greeting (two messages), once
-        assert len(greetings) == 2 and "您好" in greetings[0] and "帮助" in greetings[1], greetings
+        greetings = await tg.bot_texts("r-tg-fail")  # the first answer (the privacy notice), once
+        assert len(greetings) == 1 and "隐私说明" in greetings[0], greetings
 
 
 async def test_unchanged_card_copies_are_not_edited_again(backend: Backend) -> None:

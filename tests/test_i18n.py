@@ -31,6 +31,10 @@ DYNAMIC_KEYS = (
     + [f"coord.escalated_{w}" for w in ("timeout", "nobody_on_duty")]
     + [f"coord.stuck_{w}" for w in ("timeout", "nobody_on_duty")]
     + [f"action.{a}" for a in HISTORY_ACTIONS]
+    + [f"rights.ask_{f}" for f in ("phone", "address")]
+    + [f"audit.action.{a}" for a in ("claimer_details", "case_alert", "data_view", "data_export", "data_correct",
+                                     "data_erase")]
+    + [f"audit.reason.{r}" for r in ("claimed", "assigned", "tasks", "resident_request", "phone", "address")]
 )
 
 

@@ -42,6 +42,7 @@ async def advance_days(sim: Sim, days: float) -> None:
 
 async def start_a_draft(sim: Sim, resident: str) -> None:
     await sim.say(resident, "你好", "李大爷")
+    assert await sim.accept_privacy(resident)
     for label in ("为老服务", "送餐助餐", "幸福社区", "家里人", "选日期"):
         await sim.press(resident, resident, label)
     await sim.say(resident, "明天上午9点")
@@ -108,3 +109,11 @@ async def test_the_purge_is_safe_to_run_twice(sim: Sim) -> None:
     async with sim.app.db.transaction() as s:
         again = await retention.purge(s, horizons)
     assert again.total() == 0
+
+
+def test_the_privacy_notice_says_the_configured_times() -> None:
+    from flows import privacy
+
+    text = privacy.notice("zh_CN", True, 5, 30).text
+    assert "没填完的求助保存5天" in text and "个人信息保存30天后删除" in text
+    assert "kept 5 days" in privacy.notice("en", False, 5, 30).text

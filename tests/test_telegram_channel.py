@@ -88,6 +88,7 @@ async def test_webhook_without_the_secret_is_refused(make: Factory) -> None:
         async with tg.http.post(tg.base + "/telegram/webhook", json=body, headers=headers) as r:
             assert r.status == 400, body
     await tg.say("r-intruder", "你好")
+    await tg.accept_privacy("r-intruder")
     assert "哪方面的帮助" in await tg.last("r-intruder")
 
 
@@ -96,6 +97,7 @@ async def test_an_update_delivered_twice_has_one_effect(make: Factory, mode: str
     tg = await make(mode)
     assert tg.fake is not None
     await tg.say("r-dup", "你好")
+    await tg.accept_privacy("r-dup")
     texts = await tg.bot_texts("r-dup")
     message_id, data = await tg.find_button("r-dup", "为老服务")
     update, qid = tg.press_update("r-dup", "r-dup", message_id, data)
@@ -115,6 +117,7 @@ async def test_restart_resumes_from_the_saved_offset(make: Factory) -> None:
     tg = await make("polling")
     assert tg.fake is not None
     await tg.say("r-restart", "你好")
+    await tg.accept_privacy("r-restart")
     last_id = tg.fake.confirmed
     await tg.restart()
     await tg.say("r-restart", "1")
@@ -128,6 +131,7 @@ async def test_restart_resumes_from_the_saved_offset(make: Factory) -> None:
 async def test_stale_and_foreign_button_data_get_a_clear_answer(make: Factory) -> None:
     tg = await make("webhook")
     await tg.say("r-stale", "你好")
+    await tg.accept_privacy("r-stale")
     message_id, _ = await tg.find_button("r-stale", "为老服务")
     stale = t("zh_CN", "press.stale")
     for data in ("v0:c:1", "hello from another bot", "v1:c:999999", "v1:zz:1:2"):
@@ -146,6 +150,7 @@ async def test_contact_and_location_fill_the_form(make: Factory) -> None:
     assert tg.fake is not None
     r = "r-share"
     await tg.say(r, "你好")
+    await tg.accept_privacy(r)
     for label in ("为老服务", "打扫卫生", "幸福社区", "我自己", "今天"):
         await tg.press(r, r, label)
     # the address by sharing a location (recorded payload)
@@ -171,6 +176,7 @@ async def test_logs_never_show_the_token(make: Factory, caplog: pytest.LogCaptur
     caplog.set_level(logging.DEBUG)
     tg = await make("webhook")
     await tg.say("r-log", "你好")
+    await tg.accept_privacy("r-log")
     await tg.press("r-log", "r-log", "为老服务")
     # nor what residents tell the bot, also when the group and a claimer's private chat fail
     await tg.link("v-liming")
@@ -189,6 +195,7 @@ async def test_logs_never_show_the_token(make: Factory, caplog: pytest.LogCaptur
 async def test_a_station_qr_code_link_preselects_the_station(make: Factory) -> None:
     tg = await make("polling")
     await tg.say("r-qr", "/start s-guangming")  # t.me/<bot>?start=s-guangming
+    assert await tg.accept_privacy("r-qr")  # the station survives the privacy notice
     await tg.press("r-qr", "r-qr", "为老服务")
     await tg.press("r-qr", "r-qr", "打扫卫生")
     assert "为谁申请" in await tg.last("r-qr")  # the community question was skipped
@@ -201,6 +208,7 @@ async def test_edits_that_change_nothing_or_hit_a_gone_message(make: Factory) ->
     tg = await make("polling")
     assert tg.app is not None and tg.fake is not None
     await tg.say("r-edit", "你好")
+    await tg.accept_privacy("r-edit")
     channel = tg.app.channels["telegram"]
     chat = str(tg.uid("r-edit"))
     pause = timedelta(seconds=5)  # one chat gets about a message a second
@@ -223,6 +231,7 @@ async def test_two_workers_poll_one_at_a_time(make: Factory) -> None:
     second = App(tg.cfg, clock=tg.clock, redis_prefix=tg.redis_prefix)
     await second.start()
     await tg.say("r-two", "你好")
+    await tg.accept_privacy("r-two")
     await tg.say("r-two", "1")
     assert "需要哪项服务" in await tg.last("r-two")
     assert not [c for c in tg.fake.calls if c.status == 409]  # never two getUpdates at once

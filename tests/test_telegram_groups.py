@@ -71,6 +71,7 @@ async def test_edited_messages_media_and_group_chatter_are_not_answered(make: Fa
     tg = await make("polling")
     assert tg.fake is not None
     await tg.say("r-quiet", "你好")
+    await tg.accept_privacy("r-quiet")
     before = await tg.bot_texts("r-quiet")
     edited = fixture("edited_message")
     edited["edited_message"].update(**{"from": tg.user_json("r-quiet"), "chat": tg.chat_json("r-quiet")})

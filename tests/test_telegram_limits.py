@@ -145,6 +145,7 @@ async def test_server_errors_are_retried_with_backoff(tg: TgSim) -> None:
 async def test_long_texts_arrive_split_never_cut(tg: TgSim) -> None:
     assert tg.fake is not None and tg.app is not None
     await tg.say("r-long", "你好")
+    await tg.accept_privacy("r-long")
     before = len(tg.fake.chats[tg.uid("r-long")])
     text = "\n".join(f"第{i}行：志愿服务记录 ⭐ 🙂 " + "很长的说明" * 20 for i in range(200))  # ~23,000 units
     buttons = ((Button("好的", "v1:x:1"),),)

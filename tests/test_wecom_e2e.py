@@ -35,6 +35,8 @@ async def ask_for_help(bot: WecomBot, user: str = RESIDENT, service: str = "陪�
     await bot.settle()
     assert "幸福社区" in bot.fake.kf_texts(user)[-1]  # the welcome names the station of the QR code
     await bot.resident(user, "你好")
+    assert "隐私说明" in bot.fake.kf_texts(user)[-1]
+    await bot.click(user, "同意并继续")  # the privacy notice first; the station of the QR code is kept
     await bot.click(user, "为老服务")
     await bot.click(user, service)
     assert "为谁" in bot.fake.kf_texts(user)[-1] or "家里人" in bot.fake.kf_texts(user)[-1]  # station preselected

@@ -41,7 +41,7 @@ async def test_documented_sync_page(bot: WecomBot) -> None:
     await bot.settle()
     texts = fake.kf_texts(USER)
     assert "光明社区" in texts[0]  # the welcome, station from scene_param
-    assert any("哪方面" in t for t in texts) and any("文字" in t for t in texts)  # menu; the image answered
+    assert any("隐私说明" in t for t in texts) and any("文字" in t for t in texts)  # notice; the image answered
     assert not any("接待人员的消息" in t for t in texts)
     async with bot.app.db.transaction() as s:
         session = (await s.execute(select(WecomKfSession).where(WecomKfSession.external_userid == USER))).scalar_one()
@@ -84,5 +84,5 @@ async def test_kf_managed_by_the_app_calls_back_on_the_app_url(bot: WecomBot) ->
     fake = bot.fake  # README: 微信客服 → 可调用接口的应用 = our app; WeCom then posts kf events to the app's URL
     assert await fake.resident_says(USER, "你好", via="app", times=3) == [200, 200, 200]
     await bot.settle()
-    assert len(fake.kf_texts(USER)) == 2 and "哪方面" in fake.kf_texts(USER)[-1]  # greeting + menu, once
+    assert len(fake.kf_texts(USER)) == 1 and "隐私说明" in fake.kf_texts(USER)[-1]  # the privacy notice, once
     assert fake.violations == []

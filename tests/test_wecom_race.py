@@ -34,10 +34,13 @@ async def test_every_callback_three_times_has_one_effect(crowd_bot: WecomBot) ->
     assert len(fake.kf_texts(RES)) == 1  # one welcome
     await fake.resident_says(RES, "你好", times=3)
     await bot.settle()
-    assert len(fake.kf_texts(RES)) == 3  # greeting + menu, once
+    assert len(fake.kf_texts(RES)) == 2  # the privacy notice, once
+    await fake.resident_clicks(RES, "同意并继续", times=3)
+    await bot.settle()
+    assert len(fake.kf_texts(RES)) == 6  # thanks, greeting + menu and the press's answer, once
     await fake.resident_clicks(RES, "为老服务", times=3)
     await bot.settle()
-    assert len(fake.kf_texts(RES)) == 4
+    assert len(fake.kf_texts(RES)) == 7
     await fake.member_says("v-wangfang", "值班", times=3)
     await bot.settle()
     assert len(fake.texts("v-wangfang")) == 1

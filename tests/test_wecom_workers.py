@@ -46,7 +46,7 @@ async def test_two_workers_one_token_one_effect(backend: Backend) -> None:
         assert statuses == [200] * 4
         await _settle(apps)
         for user in residents:
-            assert len(fake.kf_texts(user)) == 2, fake.kf_texts(user)  # greeting + menu, once
+            assert len(fake.kf_texts(user)) == 1, fake.kf_texts(user)  # the privacy notice, once
         assert len(fake.texts("v-liming")) == 1
         assert fake.token_calls == 1  # one access_token for both workers
         assert fake.violations == [] and fake.dropped == []

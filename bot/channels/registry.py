@@ -46,10 +46,11 @@ def traits(cfg: Config) -> dict[str, ChannelTraits]:
     aibot = cfg.channels.wecom.aibot
     return {
         # the corp app: one card to "a|b|c" reaches every member, and one click's update changes every copy
-        "wecom": ChannelTraits(fanout=True),
+        "wecom": ChannelTraits(fanout=True, no_files=True),
+        "wecom_kf": ChannelTraits(no_files=True),  # files need media/upload first: not done yet
         # the smart robot's card in a team's group stands for the app's private cards (except fallback teams)
         # while the robot runs; when its card cannot be posted, the members get those private cards after all
         "wecom_bot": ChannelTraits(replaces_private="wecom" if aibot.enabled else None,
                                    keep_private_for=frozenset(aibot.fallback_teams),
-                                   card_failed_key="wecom_bot.card_failed"),
+                                   card_failed_key="wecom_bot.card_failed", no_files=True),
     }

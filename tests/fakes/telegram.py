@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_request import FileField
 
 from bot.clock import Clock
 from tests.fakes.telegram_api import (
@@ -238,6 +239,25 @@ class FakeTelegram:
         chat.append(msg)
         return self._message_json(msg)
 
+    async def _m_sendDocument(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A file uploaded as multipart/form-data (a string would be a file_id or URL: not supported here)."""
+        chat_id = int(p["chat_id"])
+        chat = self._chat(chat_id)
+        upload = p["document"]
+        if not isinstance(upload, FileField):
+            raise ApiError(400, "Bad Request: this fake takes uploaded files only (no file_id or URL)")
+        content = upload.file.read()
+        if not content:
+            raise ApiError(400, "Bad Request: file must be non-empty")
+        caption = str(p.get("caption") or "")
+        if utf16_len(caption) > 1024:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        markup = check_markup(p.get("reply_markup"), inline_only=False)
+        msg = ChatMessage(self._message_id(chat_id), chat_id, "bot", caption, markup, [caption],
+                          document=(upload.filename, content))
+        chat.append(msg)
+        return self._message_json(msg)
+
     def _find(self, p: dict[str, Any]) -> ChatMessage:
         if "inline_message_id" in p or "chat_id" not in p or "message_id" not in p:
             raise ApiError(400, "Bad Request: chat_id and message_id are required (no inline messages here)")
@@ -288,6 +308,11 @@ class FakeTelegram:
     def _message_json(self, msg: ChatMessage) -> dict[str, Any]:
         out = {"message_id": msg.message_id, "from": self.bot_user(), "chat": self.chat_info[msg.chat_id],
                "date": self.epoch(), "text": msg.text}
+        if msg.document is not None:
+            del out["text"]
+            out["caption"] = msg.text
+            out["document"] = {"file_id": f"doc{msg.chat_id}_{msg.message_id}", "file_unique_id": f"u{msg.message_id}",
+                               "file_name": msg.document[0], "file_size": len(msg.document[1])}
         if msg.reply_markup and "inline_keyboard" in msg.reply_markup:
             out["reply_markup"] = msg.reply_markup
         return out

@@ -15,7 +15,7 @@ SPEC: dict[str, dict[str, list[str]]] = json.loads((FIXTURES / "methods.json").r
 JSON_FIELDS = {"reply_markup", "allowed_updates", "entities", "link_preview_options", "reply_parameters"}
 INT_FIELDS = {"message_id", "offset", "limit", "timeout", "max_connections", "cache_time"}
 BOOL_FIELDS = {"drop_pending_updates", "disable_notification", "show_alert", "protect_content"}
-MESSAGE_METHODS = {"sendMessage", "editMessageText", "editMessageReplyMarkup"}
+MESSAGE_METHODS = {"sendMessage", "sendDocument", "editMessageText", "editMessageReplyMarkup"}
 SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
@@ -50,6 +50,7 @@ class ChatMessage:
     reply_markup: dict[str, Any] | None = None
     versions: list[str] = field(default_factory=list)
     edits: int = 0
+    document: tuple[str, bytes] | None = None  # (file name, content) of a sendDocument
 
 
 @dataclass

@@ -198,7 +198,9 @@ class TgSim(Sim):
             rows = (m.reply_markup or {}).get("inline_keyboard", [])
             buttons = [[{"text": b["text"], "data": b.get("callback_data", "")} for b in row] for row in rows]
             out.append({"message_id": str(m.message_id), "text": m.text, "buttons": buttons, "edited": m.edits > 0,
-                        "sender": "bot" if m.sender == "bot" else self.name_of(int(m.sender))})
+                        "sender": "bot" if m.sender == "bot" else self.name_of(int(m.sender)),
+                        "document": {"filename": m.document[0], "content": m.document[1].decode()}
+                        if m.document else None})
         return out
 
     async def advance(self, minutes: float) -> None:

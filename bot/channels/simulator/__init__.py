@@ -64,6 +64,7 @@ class SimulatorChannel:
             web.get("/sim/static/{name}", guard(self._static)),
             web.get("/sim/api/directory", guard(self._directory)),
             web.get("/sim/api/chats/{chat_id}/messages", guard(self._messages)),
+            web.get("/sim/api/chats/{chat_id}/documents/{message_id}", guard(self._document)),
             web.post("/sim/api/send", guard(self._send)),
             web.post("/sim/api/press", guard(self._press)),
             web.get("/sim/api/clock", guard(self._clock)),
@@ -123,8 +124,11 @@ class SimulatorChannel:
                     seen = await s.execute(select(SimMessage.id).where(SimMessage.delivery_key == key))
                     if (first := seen.scalar_one_or_none()) is not None:
                         return str(first)
+                doc = msg.document
                 row = SimMessage(chat_id=chat_id, sender="bot", text=msg.text, buttons=_buttons(msg), edited=False,
-                                 created_at=self.clock.now(), delivery_key=key)
+                                 created_at=self.clock.now(), delivery_key=key,
+                                 document={"filename": doc.filename, "mime": doc.mime, "content": doc.content}
+                                 if doc is not None else None)
                 s.add(row)
                 await s.flush()
                 return str(row.id)
@@ -172,7 +176,23 @@ class SimulatorChannel:
             rows = list((await s.execute(select(SimMessage).where(SimMessage.chat_id == chat_id)
                                          .order_by(SimMessage.id))).scalars())
         return web.json_response([{"message_id": str(r.id), "text": r.text, "buttons": r.buttons,
-                                   "edited": r.edited, "sender": r.sender} for r in rows])
+                                   "edited": r.edited, "sender": r.sender,
+                                   "document": {"filename": r.document["filename"], "url":
+                                                f"/sim/api/chats/{chat_id}/documents/{r.id}"} if r.document else None}
+                                  for r in rows])
+
+    async def _document(self, request: web.Request) -> web.Response:
+        """A file the bot sent in a chat (e.g. a data export), as a download."""
+        chat_id, message_id = request.match_info["chat_id"], request.match_info["message_id"]
+        if not message_id.isdigit():
+            raise web.HTTPNotFound()
+        async with self.db.transaction() as s:
+            row = await s.get(SimMessage, int(message_id))
+        if row is None or row.chat_id != chat_id or not row.document:
+            raise web.HTTPNotFound()
+        doc = row.document
+        return web.Response(text=doc["content"], content_type=doc.get("mime") or "application/octet-stream",
+                            headers={"Content-Disposition": f'attachment; filename="{doc["filename"]}"'})
 
     async def _body(self, request: web.Request, fields: tuple[str, ...]) -> dict[str, str]:
         try:

@@ -102,7 +102,10 @@ class TelegramChannel:
         await self.bot.shutdown()
 
     async def send(self, chat_id: str, msg: Message, key: str | None = None) -> str:
-        """sendMessage (split when longer than 4096); the id of the last part, which carries the buttons."""
+        """sendMessage (split when longer than 4096); the id of the last part, which carries the buttons.
+        A message with a document is a sendDocument, the text as its caption (or sent first when too long)."""
+        if msg.document is not None:
+            return await self._send_document(chat_id, msg)
         parts = outbound.split_text(msg.text)
         markup, keyboard = await self._markup(chat_id, msg)
         if len(parts) == 1:
@@ -115,6 +118,16 @@ class TelegramChannel:
             await self._set_state(f"keyboard:{chat_id}", keyboard)
             self._keyboards[chat_id] = bool(keyboard)
         return sent
+
+    async def _send_document(self, chat_id: str, msg: Message) -> str:
+        doc = msg.document
+        assert doc is not None
+        caption = msg.text if outbound.utf16_len(msg.text) <= outbound.MAX_CAPTION else None
+        if msg.text and caption is None:
+            await self.send(chat_id, Message(msg.text))
+        await self._reserve(chat_id)
+        return str(await self._api(chat_id, lambda: self.bot.send_document(
+            int(chat_id), document=doc.content.encode(), filename=doc.filename, caption=caption or None)))
 
     async def edit(self, chat_id: str, message_id: str, msg: Message) -> None:
         """editMessageText with the new buttons (without reply_markup Telegram removes the old ones)."""

@@ -20,6 +20,7 @@ from flows.types import Message
 
 log = logging.getLogger(__name__)
 MAX_TEXT = 4096  # UTF-16 code units, as Telegram counts
+MAX_CAPTION = 1024  # a document's caption
 # Telegram's limits (bot FAQ): ~1 message/s per chat with short bursts, 20/min per group, ~30/s overall
 CHAT_BURST, CHAT_WINDOW = 4, 4.0
 GROUP_LIMIT, GROUP_WINDOW = 20, 60.0

@@ -173,6 +173,12 @@ function renderMessages(pane, messages) {
     if (isGroup && sender !== "bot") row.appendChild(el("div", "sender", personName(sender)));
     const bubble = el("div", "bubble");
     bubble.appendChild(el("div", "text", m.text || ""));
+    if (m.document) {                                                         // a file the bot sent
+      const link = el("a", "document", "📎 " + m.document.filename);
+      link.href = m.document.url;
+      link.download = m.document.filename;
+      bubble.appendChild(link);
+    }
     if (m.edited) bubble.appendChild(el("span", "edited", "已编辑"));
     row.appendChild(bubble);
     for (const btnRow of m.buttons || []) {
