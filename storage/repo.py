@@ -14,9 +14,11 @@ from flows.requests import TRANSITIONS
 from flows.types import ConversationKey
 from storage.db import utcnow
 from storage.models import (
+    CaseEvent,
     Claim,
     ConversationState,
     Counter,
+    CrisisCase,
     DutyOverride,
     EventFailure,
     GroupBinding,
@@ -328,6 +330,56 @@ async def volunteer_totals(s: AsyncSession, volunteer_id: str, year: int) -> tup
         and_(ServiceRecord.served_on >= date(year, 1, 1), ServiceRecord.served_on <= date(year, 12, 31)))
     year_hours = (await s.execute(yq)).scalar_one()
     return float(total), float(year_hours), float(points), int(count)
+
+
+# ---- crisis cases ------------------------------------------------------------------------------------
+
+async def add_case(s: AsyncSession, **fields: Any) -> CrisisCase:
+    """Open a crisis case."""
+    case = CrisisCase(**fields)
+    s.add(case)
+    await s.flush()
+    return case
+
+
+async def get_case(s: AsyncSession, case_id: int) -> CrisisCase | None:
+    """A case by id, freshly read."""
+    q = select(CrisisCase).where(CrisisCase.id == case_id).execution_options(populate_existing=True)
+    return (await s.execute(q)).scalar_one_or_none()
+
+
+async def live_case_of(s: AsyncSession, resident_id: str, statuses: Iterable[str]) -> CrisisCase | None:
+    """The resident's latest case still in one of these statuses."""
+    q = (select(CrisisCase).where(CrisisCase.resident_id == resident_id, CrisisCase.status.in_(list(statuses)))
+         .order_by(CrisisCase.id.desc()).limit(1).execution_options(populate_existing=True))
+    return (await s.execute(q)).scalar_one_or_none()
+
+
+async def case_transition(s: AsyncSession, case_id: int, frm: Iterable[str], actor: str | None,
+                          at_level: int | None = None, **values: Any) -> bool:
+    """One conditional write: change the case only if it is still in a status of `frm`, nobody else's (its
+    assignee is none or `actor`) and, with `at_level`, still at that escalation level. False if another event got
+    there first."""
+    cond = [CrisisCase.id == case_id, CrisisCase.status.in_(sorted(frm))]
+    if actor is not None:
+        cond.append((CrisisCase.assignee_id.is_(None)) | (CrisisCase.assignee_id == actor))
+    if at_level is not None:
+        cond.append(CrisisCase.level == at_level)
+    stmt = update(CrisisCase).where(*cond).values(**values).execution_options(synchronize_session=False)
+    return await rowcount(s, stmt) == 1
+
+
+async def add_case_history(s: AsyncSession, case_id: int, actor: str | None, action: str, now: datetime,
+                           **detail: Any) -> None:
+    """Append to a case's history."""
+    s.add(CaseEvent(case_id=case_id, at=now, actor_id=actor, action=action, detail=detail))
+    await s.flush()
+
+
+async def case_history(s: AsyncSession, case_id: int) -> list[CaseEvent]:
+    """A case's history, oldest first."""
+    q = select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
+    return list((await s.execute(q)).scalars())
 
 
 # ---- duty ----------------------------------------------------------------------------------------
