@@ -195,6 +195,12 @@ async def _case_people(ctx: Ctx, case: CrisisCase) -> list[Person]:
     return [p for pid in ids if (p := await repo.get_person(ctx.s, pid)) is not None]
 
 
+async def _others(ctx: Ctx, case: CrisisCase, person: Person) -> list[Person]:
+    """Everyone else the case was sent to (told when it is taken or closed, so nobody calls twice)."""
+    ids = sorted(await _alerted(ctx, case.id) - {person.id})
+    return [p for pid in ids if (p := await repo.get_person(ctx.s, pid)) is not None]
+
+
 async def _climb(ctx: Ctx, case: CrisisCase, level: int) -> None:
     """Send the case to the first level from `level` on with someone new in it; restart its clock there."""
     alerted = await _alerted(ctx, case.id)
@@ -310,7 +316,7 @@ async def _ack(ctx: Ctx, case: CrisisCase, person: Person) -> str:
         if fresh.assignee_id == person.id:
             return t(loc, "case.already_yours")
         return t(loc, "case.closed") if fresh.status == fc.CLOSED else await _taken(ctx, fresh, loc)
-    others = [p for p in await _case_people(ctx, case) if p.id != person.id]  # read before the assignee is set
+    others = await _others(ctx, case, person)
     case.status, case.assignee_id = fc.ACKNOWLEDGED, person.id
     await repo.add_case_history(ctx.s, case.id, person.id, "acknowledged", ctx.now)
     resident = await repo.get_person(ctx.s, case.resident_id)
@@ -335,7 +341,7 @@ async def _outcome(ctx: Ctx, case: CrisisCase, person: Person, code: str) -> str
     if not await repo.case_transition(ctx.s, case.id, fc.TRANSITIONS["outcome"], person.id, **values):
         fresh = await repo.get_case(ctx.s, case.id) or case
         return t(loc, "case.closed") if fresh.status == fc.CLOSED else await _taken(ctx, fresh, loc)
-    others = [p for p in await _case_people(ctx, case) if p.id != person.id]
+    others = await _others(ctx, case, person)
     await repo.add_case_history(ctx.s, case.id, person.id, "outcome", ctx.now, outcome=code)
     if case.status == fc.OPEN:  # recorded without 我来联系 first: the others still need to know
         resident = await repo.get_person(ctx.s, case.resident_id)

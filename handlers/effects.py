@@ -117,20 +117,26 @@ async def _apply_one(ctx: Ctx, req: HelpRequest, e: lc.Effect, moved: repo.Moved
 # ---- what the effects do in the world -------------------------------------------------------------------
 
 def broadcasts(ctx: Ctx, req: HelpRequest) -> bool:
-    """Whether the request's category is posted as a card in group chats (`broadcast`, config), or goes 1:1 to
-    the team's on-duty counsellors only (psychological support by default)."""
+    """Whether the request's category is posted as a card in group chats (`broadcast` in config; by default
+    not for sensitive categories: psychological support goes 1:1 to the on-duty counsellors)."""
     cat = ctx.catalog.category(req.category)
     return cat is None or cat.broadcast
 
 
+def counsellors_only(ctx: Ctx, req: HelpRequest) -> bool:
+    """Whether only vetted counsellors (the `counsellor` qualification) may hear of and take the request."""
+    cat = ctx.catalog.category(req.category)
+    return cat is not None and (cat.sensitive or not cat.broadcast)
+
+
 async def audience(ctx: Ctx, req: HelpRequest, team_id: str) -> tuple[list[Person], list[GroupBinding]]:
-    """Who hears of an open request in a team: its on-duty members and its group chats; for a category that is
-    not broadcast, only the on-duty members holding the `counsellor` qualification, and no group."""
+    """Who hears of an open request in a team: its on-duty members (the counsellors among them alone, for
+    psychological support) and, where the category is broadcast, its group chats (cards without content)."""
     on = await duty.on_duty(ctx, team_id)
-    if broadcasts(ctx, req):
-        return on, await repo.group_bindings(ctx.s, team_id)
-    counsellors = ctx.cfg.counsellor_ids()
-    return [p for p in on if p.id in counsellors], []
+    if counsellors_only(ctx, req):
+        counsellors = ctx.cfg.counsellor_ids()
+        on = [p for p in on if p.id in counsellors]
+    return on, await repo.group_bindings(ctx.s, team_id) if broadcasts(ctx, req) else []
 
 
 async def dispatch(ctx: Ctx, req: HelpRequest, team_id: str, reason: str) -> None:
