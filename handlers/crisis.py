@@ -69,7 +69,7 @@ async def on_words(ctx: Ctx, ev: InboundEvent, person: Person, kind: str, text: 
 
 
 async def _open(ctx: Ctx, ev: InboundEvent, person: Person, kind: str, text: str) -> CrisisCase:
-    station = person.station_id or _draft(ctx).get("station")
+    station = person.station_id or _draft(ctx).get("station") or ev.extra.get("station_hint")
     phone = person.phone or _draft(ctx).get("phone")
     case = await repo.add_case(ctx.s, kind=kind, status=fc.OPEN, resident_id=person.id, channel=ev.channel,
                                chat_id=ev.chat_id, station_id=station if ctx.catalog.station(station) else None,
