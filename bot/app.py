@@ -41,7 +41,8 @@ class App:
                                      lease_seconds=LEASE.total_seconds(), traits=self.traits)
         self.outbox.on_card_failed = self.dispatcher.card_undeliverable
         self.scheduler = Scheduler(self.db, self.dispatcher, self.clock, cfg.timings.tick_seconds,
-                                   cfg.privacy.retention)
+                                   cfg.privacy.retention,
+                                   [t.transcript for t in self.traits.values() if t.transcript is not None])
         self.web = web.Application(client_max_size=1024 * 1024)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None

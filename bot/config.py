@@ -119,7 +119,15 @@ class CategoryConfig(Strict):
     name: Names
     sensitive: bool = False
     resident_menu: bool = True
+    # new requests as a card in the team's groups (True) or 1:1 to the team's on-duty counsellors only
+    # (False); default: False for sensitive categories, True otherwise
+    broadcast: bool | None = None
     services: list[ServiceConfig] = Field(min_length=1)
+
+    @property
+    def broadcasts(self) -> bool:
+        """Whether new requests of this category are posted as cards in the teams' groups."""
+        return self.broadcast if self.broadcast is not None else not self.sensitive
 
 
 class RosterSlot(Strict):
@@ -177,6 +185,8 @@ class VolunteerConfig(Strict):
     phone: str | None = None
     trained: bool = True
     wecom_userid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    # vetted qualifications: `counsellor` = may receive crisis cases and psychological requests
+    qualifications: list[Literal["counsellor"]] = []
 
 
 class CoordinatorConfig(Strict):
@@ -204,6 +214,8 @@ class TimingsConfig(Strict):
     rating_after_minutes: int = Field(default=0, ge=0)
     hours_max: float = Field(default=12, gt=0, le=24)
     tick_seconds: float = Field(default=5, gt=0, le=300)
+    # an unacknowledged crisis case climbs to the next people in its chain after this long
+    crisis_escalate_after_minutes: int = Field(default=5, ge=1, le=120)
 
     @model_validator(mode="after")
     def _order(self) -> TimingsConfig:
@@ -366,6 +378,7 @@ class Config(Strict):
                 services=tuple(Service(id=s.id, names=s.name.as_dict()) for s in c.services),
                 sensitive=c.sensitive,
                 resident_menu=c.resident_menu,
+                broadcast=c.broadcasts,
             )
             for c in self.categories
         )
@@ -375,6 +388,19 @@ class Config(Strict):
     def volunteer_ids(self) -> set[str]:
         """Ids of the volunteers in config."""
         return {v.id for v in self.people.volunteers}
+
+    def counsellor_ids(self) -> set[str]:
+        """Volunteers holding the `counsellor` qualification (vetted for crisis cases and psychological requests)."""
+        return {v.id for v in self.people.volunteers if "counsellor" in v.qualifications}
+
+    def unit_chain(self, unit_id: str | None) -> list[str]:
+        """A unit and its ancestors, nearest first (station → institute → center)."""
+        chain: list[str] = []
+        unit = unit_id
+        while unit is not None and unit not in chain:
+            chain.append(unit)
+            unit = self.parent_unit(unit)
+        return chain
 
 
 def _fmt_loc(loc: tuple[Any, ...], data: Any) -> str:

@@ -140,6 +140,14 @@ def _check_teams(cfg: Config) -> list[str]:
             seen.add(m)
         for i, slot in enumerate(t.roster):
             problems += _check_slot(f"{key}.roster[{i}]", slot, volunteers, set(t.members), t.id)
+        vetted = [c for c in t.categories if c in categories
+                  and (categories[c].sensitive or not categories[c].broadcasts)]
+        if vetted and not set(t.members) & cfg.counsellor_ids():
+            problems.append(
+                f"{key}.members: the team serves {', '.join(vetted)} (sensitive or not broadcast: only "
+                "counsellors take its requests) but no member has `qualifications: [counsellor]` under "
+                "people.volunteers"
+            )
     return problems
 
 

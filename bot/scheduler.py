@@ -21,9 +21,10 @@ class Scheduler:
     """Polls the timers table every `tick_seconds` and fires what is due."""
 
     def __init__(self, db: Database, dispatcher: Dispatcher, clock: Clock, tick_seconds: float,
-                 keep: RetentionConfig | None = None) -> None:
+                 keep: RetentionConfig | None = None, transcripts: list[retention.Transcript] | None = None) -> None:
         self.db, self.dispatcher, self.clock, self.tick = db, dispatcher, clock, tick_seconds
         self.keep = keep or RetentionConfig()
+        self.transcripts = transcripts or []  # the channels' copies of chats (from their traits)
         self._next_purge: datetime | None = None  # None: purge on the first pass
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -62,7 +63,8 @@ class Scheduler:
         keep = self.keep
         async with self.db.transaction() as s:
             done = await retention.purge(s, retention.Horizons.at(now, keep.drafts_days, keep.requests_days,
-                                                                  keep.outbox_days))
+                                                                  keep.outbox_days, keep.cases_days),
+                                         self.transcripts)
         self._next_purge = now + PURGE_EVERY
         if done.total():
             log.info("retention purge: %s", done)  # counts only

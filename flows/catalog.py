@@ -25,6 +25,7 @@ class Category:
     services: tuple[Service, ...]
     sensitive: bool = False  # psychological: never broadcast content
     resident_menu: bool = True  # shown in the resident's 求助 menu
+    broadcast: bool = True  # new requests as a card in the teams' groups; False: 1:1 to on-duty counsellors only
 
     def name(self, locale: str) -> str:
         """The category's name in `locale`, falling back to Chinese."""

@@ -69,6 +69,11 @@ def step(state: dict[str, Any], inp: UserInput, ctx: Context) -> Result:
     return handler(state, inp, text, ctx)
 
 
+def ask_again(state: dict[str, Any], ctx: Context) -> Message:
+    """The question the form is on, asked again (the form was set aside, e.g. for a crisis answer)."""
+    return _ask(state, ctx, t(ctx.locale, "intake.resume"))
+
+
 # ---- questions --------------------------------------------------------------------------------
 
 def _options(state: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:

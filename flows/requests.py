@@ -48,6 +48,7 @@ class RequestView:
     when_text: str
     urgent: bool
     sensitive: bool = False
+    broadcast: bool = True  # posted as a card in groups; False: only 1:1 to on-duty counsellors
     volunteer_name: str | None = None
     team_name: str = ""
     escalated: bool = False
@@ -86,8 +87,12 @@ def nudge(v: RequestView, locale: str) -> Message:
     if v.status != OPEN:
         return Message(t(locale, "nudge.closed", number=v.number, service=v.service,
                          state=group_card(v, locale).text.splitlines()[-1]))
-    text = t(locale, "nudge.new", category=v.category, service=v.service, community=v.community,
-             when=v.when_text, team=v.team_name, number=v.number)
+    if v.broadcast:
+        text = t(locale, "nudge.new", category=v.category, service=v.service, community=v.community,
+                 when=v.when_text, team=v.team_name, number=v.number)
+    else:
+        text = t(locale, "nudge.new_private", category=v.category, service=v.service, community=v.community,
+                 when=v.when_text, number=v.number)
     return Message(text, ((Button(t(locale, "card.claim"), callbacks.make("claim", v.id)),),))
 
 

@@ -88,12 +88,13 @@ async def _apply_one(ctx: Ctx, req: HelpRequest, e: lc.Effect, moved: repo.Moved
     elif isinstance(e, lc.Dispatch):
         await dispatch(ctx, req, e.team_id, e.reason)
     elif isinstance(e, lc.Nudge):
-        others = [p for p in await duty.on_duty(ctx, e.team_id) if p.id != e.except_id]
-        await nudge(ctx, req.id, e.team_id, others, await repo.group_bindings(ctx.s, e.team_id))
+        people, bindings = await audience(ctx, req, e.team_id)
+        await nudge(ctx, req.id, e.team_id, [p for p in people if p.id != e.except_id], bindings)
         await schedule_waiting_timers(ctx, req.id, e.team_id)
     elif isinstance(e, lc.Remind):
-        await ctx.post_to_all(await duty.on_duty(ctx, e.team_id), req.id, "reminder")
-        for binding in await repo.group_bindings(ctx.s, e.team_id):
+        people, bindings = await audience(ctx, req, e.team_id)
+        await ctx.post_to_all(people, req.id, "reminder")
+        for binding in bindings:
             await ctx.post(binding.channel, binding.chat_id, req.id, "reminder")
     elif isinstance(e, lc.CancelTimers):
         await repo.cancel_timers(ctx.s, req.id, e.kinds)
@@ -117,16 +118,38 @@ async def _apply_one(ctx: Ctx, req: HelpRequest, e: lc.Effect, moved: repo.Moved
 
 # ---- what the effects do in the world -------------------------------------------------------------------
 
+def broadcasts(ctx: Ctx, req: HelpRequest) -> bool:
+    """Whether the request's category is posted as a card in group chats (`broadcast` in config; by default
+    not for sensitive categories: psychological support goes 1:1 to the on-duty counsellors)."""
+    cat = ctx.catalog.category(req.category)
+    return cat is None or cat.broadcast
+
+
+def counsellors_only(ctx: Ctx, req: HelpRequest) -> bool:
+    """Whether only vetted counsellors (the `counsellor` qualification) may hear of and take the request."""
+    cat = ctx.catalog.category(req.category)
+    return cat is not None and (cat.sensitive or not cat.broadcast)
+
+
+async def audience(ctx: Ctx, req: HelpRequest, team_id: str) -> tuple[list[Person], list[GroupBinding]]:
+    """Who hears of an open request in a team: its on-duty members (the counsellors among them alone, for
+    psychological support) and, where the category is broadcast, its group chats (cards without content)."""
+    on = await duty.on_duty(ctx, team_id)
+    if counsellors_only(ctx, req):
+        counsellors = ctx.cfg.counsellor_ids()
+        on = [p for p in on if p.id in counsellors]
+    return on, await repo.group_bindings(ctx.s, team_id) if broadcasts(ctx, req) else []
+
+
 async def dispatch(ctx: Ctx, req: HelpRequest, team_id: str, reason: str) -> None:
     """Post the card in the team's groups, nudge who is on duty, set the timers; escalate at once if
-    nobody is on duty."""
+    nobody is on duty. A category that is not broadcast goes to the on-duty counsellors alone, privately."""
     await repo.add_route(ctx.s, req.id, team_id, reason, ctx.now)
     if reason != "dispatch":
         await repo.add_history(ctx.s, req.id, None, reason, ctx.now, team=team_id)
-    bindings = await repo.group_bindings(ctx.s, team_id)
+    on, bindings = await audience(ctx, req, team_id)
     for binding in bindings:
         await ctx.post(binding.channel, binding.chat_id, req.id, "group_card")
-    on = await duty.on_duty(ctx, team_id)
     await nudge(ctx, req.id, team_id, on, bindings)
     await schedule_waiting_timers(ctx, req.id, team_id)
     if not on:

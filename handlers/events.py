@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from flows.types import ConversationKey
+from storage.retention import Transcript
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class ChannelTraits:
     keep_private_for: frozenset[str] = frozenset()  # … except for these teams, who get both
     card_failed_key: str = "coord.group_card_failed"  # how coordinators are told a group card failed here
     no_files: bool = False  # cannot send a Message's document (a data export is sent as text instead)
+    transcript: Transcript | None = None  # where copies of its chats are kept (purged and erased with the rest)
 
 
 NO_TRAITS = ChannelTraits()

@@ -68,7 +68,10 @@ async def can_claim(ctx: Ctx, req: HelpRequest, person: Person | None) -> str | 
         return "claim.not_volunteer"
     teams = await repo.team_ids_of(ctx.s, person.id) if person.is_volunteer else set()
     in_routed = bool(teams & set(await repo.routed_team_ids(ctx.s, req.id)))
-    return lc.claim_refusal(person.is_volunteer, in_routed, person.trained)
+    why = lc.claim_refusal(person.is_volunteer, in_routed, person.trained)
+    if why is None and effects.counsellors_only(ctx, req) and person.id not in ctx.cfg.counsellor_ids():
+        return "claim.not_counsellor"  # psychological requests: vetted counsellors only
+    return why
 
 
 async def claim(ctx: Ctx, req: HelpRequest, volunteer: Person, via: str, actor: str) -> bool:

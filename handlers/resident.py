@@ -1,14 +1,15 @@
-"""A person's private conversation: the intake form, ratings and comments, their request list, safety."""
+"""A person's private conversation: the intake form, ratings and comments, their request list; while a crisis
+case is live (handlers/crisis.py), the form they were in is kept and given back."""
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from flows import intake, privacy, safety
+from flows import intake, privacy
 from flows import requests as rq
 from flows.i18n import t, words
 from flows.types import Message, UserInput
-from handlers import duty, effects, ops, presses, rights
+from handlers import crisis, effects, ops, presses, rights
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from handlers.views import view_of
@@ -28,26 +29,6 @@ def intake_context(ctx: Ctx, person: Person, station_hint: str | None = None) ->
                           station_hint=station_hint or person.station_id, greeting_unit=ctx.cfg.org.center.name)
 
 
-async def crisis(ctx: Ctx, ev: InboundEvent, person: Person, kind: str) -> None:
-    """Hotlines to the person at once; an urgent alert to on-duty counsellors and coordinators."""
-    loc = ctx.locale_of(person)
-    await ctx.say(ev.channel, ev.chat_id, Message(t(loc, f"safety.{kind}")))
-    psych = [c.id for c in ctx.catalog.categories if c.sensitive]
-    counsellors: dict[str, Person] = {}
-    for station in [person.station_id or ctx.catalog.stations[0].id]:
-        for cat in psych:
-            team = ctx.cfg.route(station, cat, None)
-            if team:
-                counsellors.update({p.id: p for p in await duty.on_duty(ctx, team.id)})
-    staff = list(counsellors.values()) + await repo.coordinators(ctx.s)
-    excerpt = (ev.text or "")[:200]
-    who = person.phone or t(loc, "safety.no_phone")
-    for p in {p.id: p for p in staff}.values():
-        await ctx.say_to(p, lambda lc: Message(t(lc, f"safety.alert_{kind}", name=person.name or "-",
-                                                 phone=who, channel=ev.channel, text=excerpt)))
-    log.warning("crisis words (%s) from a resident; %d staff alerted", kind, len(staff))
-
-
 async def converse(ctx: Ctx, ev: InboundEvent, person: Person) -> str | None:
     """Handle a private message or an intake press; returns a toast for presses."""
     state = ctx.state
@@ -60,9 +41,10 @@ async def converse(ctx: Ctx, ev: InboundEvent, person: Person) -> str | None:
     if ev.kind == "media":
         await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "intake.voice")))
         return None
-    if kind := safety.detect(text):
-        await crisis(ctx, ev, person, kind)
-        return None
+    if state is not None and state.flow == crisis.FLOW:
+        if await crisis.resident_turn(ctx, ev, person):
+            return None
+        state = ctx.state  # the conversation they were in, given back: carry on with it
     in_form = state is not None and state.flow == "intake"
     if not ev.data and (right := rights.command(text)) is not None:
         await rights.on_command(ctx, ev, person, right, in_form)  # a form going on is kept
@@ -86,6 +68,20 @@ async def converse(ctx: Ctx, ev: InboundEvent, person: Person) -> str | None:
         return None
     await start_intake(ctx, ev, person)
     return None
+
+
+async def resume(ctx: Ctx, ev: InboundEvent, person: Person | None) -> str:
+    """继续填写 after crisis words: the kept form comes back at the question it was on."""
+    loc = ctx.locale_of(person)
+    flow = await crisis.give_back(ctx) if person is not None else None
+    if person is None or ctx.state is None or flow is None:
+        return t(loc, "press.stale")
+    if flow == "intake":
+        question = intake.ask_again(dict(ctx.state.data), intake_context(ctx, person))
+        await ctx.say(ev.channel, ev.chat_id, question)
+    else:
+        await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "safety.resumed")))
+    return t(loc, "safety.resumed_short")
 
 
 async def start_intake(ctx: Ctx, ev: InboundEvent, person: Person, station_hint: str | None = None) -> None:

@@ -15,6 +15,7 @@ from handlers.events import NO_TRAITS, InboundEvent
 from handlers.views import view_of
 from storage import repo
 from storage.models import Person
+from storage.retention import Transcript
 
 log = logging.getLogger(__name__)
 KEYWORDS = {"privacy": "kw.privacy", "mine": "kw.my_data", "export": "kw.export", "phone": "kw.fix_phone",
@@ -34,6 +35,11 @@ async def _reply(ctx: Ctx, ev: InboundEvent, msg: Message | str) -> None:
 
 
 # ---- the privacy notice -----------------------------------------------------------------------------------
+
+def _transcripts(ctx: Ctx) -> dict[str, Transcript]:
+    """Where each channel keeps copies of its chats (its traits say; none are named here)."""
+    return {name: tr.transcript for name, tr in ctx.traits.items() if tr.transcript is not None}
+
 
 def _days(ctx: Ctx) -> tuple[int, int]:
     """How long drafts and ended requests are kept (privacy.retention), as the notice says."""
@@ -194,7 +200,7 @@ async def collect(ctx: Ctx, person: Person) -> privacy.PersonData:
         privacy_accepted=f"{ctx.local(person.privacy_accepted_at):%Y-%m-%d %H:%M}"
         if person.privacy_accepted_at else "",
         accounts=tuple(sorted({a.channel for a in accounts})), requests=tuple(items),
-        chat_messages=await repo.transcript_count(ctx.s, accounts),
+        chat_messages=await repo.transcript_count(ctx.s, accounts, _transcripts(ctx)),
         draft={k: v for k, v in draft.items() if v not in (None, "", {}, False)})
 
 
@@ -254,7 +260,8 @@ async def erase(ctx: Ctx, ev: InboundEvent, person: Person) -> None:
     accounts = await repo.all_identities_of(ctx.s, person.id)
     staff = person.is_volunteer or person.is_coordinator
     await ctx.clear_state()
-    await repo.erase_person(ctx.s, person, accounts, keep_accounts=staff, now=ctx.now)
+    await repo.erase_person(ctx.s, person, accounts, keep_accounts=staff, now=ctx.now,
+                            transcripts=_transcripts(ctx))
     for req in reqs:
         if req.status != rq.CANCELLED or req.closed_at != ctx.now:  # (cancelled just now: refreshed already)
             await ctx.refresh(req.id)  # every copy of the details shows the erased fields no more

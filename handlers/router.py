@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from flows import callbacks
+from flows import callbacks, safety
+from flows import cases as fc
 from flows.i18n import t
 from flows.types import Message
-from handlers import presses, resident, rights, staff, timers
+from handlers import crisis, presses, resident, rights, staff, timers
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from storage import repo
@@ -37,10 +38,14 @@ async def _timer(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[boo
 async def _press(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
     if ev.kind != "press":
         return False, None
+    cb = callbacks.parse(ev.data)
+    if cb is not None and cb.action == fc.RESUME:
+        return True, await resident.resume(ctx, ev, person)
+    if cb is not None and cb.action in fc.BUTTON_ACTIONS:
+        return True, await crisis.on_press(ctx, ev, person, cb)
     answer = await presses.on_press(ctx, ev, person)
     if answer is not None:
         return True, answer
-    cb = callbacks.parse(ev.data)
     if cb is not None and cb.action == "i" and person is not None and ev.chat_type == "private":
         return True, await resident.converse(ctx, ev, person)  # an intake button
     if cb is not None and cb.action == "p" and person is not None and ev.chat_type == "private":
@@ -60,12 +65,35 @@ async def _group(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[boo
     return True, None  # other chatter in groups is not for the bot
 
 
+async def _safety(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
+    """Every free text a person writes privately is checked for urgent danger before anything else is done with
+    it (a form step, a comment, a command's words); a counsellor's words to a resident are not theirs."""
+    text = (ev.text or "").strip()
+    if person is None or ev.kind != "message" or ev.chat_type != "private" or not text or text.startswith("/"):
+        return False, None
+    if ctx.state is not None and ctx.state.flow == crisis.RELAY:
+        return False, None
+    kind = safety.detect(text)
+    if kind is None:
+        return False, None
+    await crisis.on_words(ctx, ev, person, kind, text)
+    return True, None
+
+
+async def _relay(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
+    """A counsellor's message after 给TA留言 goes to the resident of the case."""
+    if person is None or ev.kind != "message" or ctx.state is None or ctx.state.flow != crisis.RELAY:
+        return False, None
+    await crisis.relay(ctx, ev, person, dict(ctx.state.data))
+    return True, None
+
+
 async def _command(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bool, str | None]:
     if person is None or not ev.text:
         return False, None
     state = ctx.state
-    if state is not None and state.flow == "intake" and not ev.text.startswith("/"):
-        return False, None  # in the middle of a form, words are answers
+    if state is not None and state.flow in ("intake", crisis.FLOW) and not ev.text.startswith("/"):
+        return False, None  # in the middle of a form, words are answers; during a case, they go to it
     if ev.text.strip().lower() in ("/cancel", "/start"):
         return False, None
     return await staff.on_command(ctx, ev, person), None
@@ -87,7 +115,7 @@ async def _conversation(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tu
     return True, await resident.converse(ctx, ev, person)
 
 
-HANDLERS: list[Handler] = [_timer, _press, _group, _command, _hours, _conversation]
+HANDLERS: list[Handler] = [_timer, _press, _group, _safety, _relay, _command, _hours, _conversation]
 
 
 async def route(ctx: Ctx, ev: InboundEvent) -> str | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from flows import cases as fc
 from flows import requests as rq
 from flows.i18n import norm_locale, t, words
 from flows.types import Message
@@ -134,15 +135,21 @@ async def cmd_audit(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str])
     if person.unit != ctx.cfg.org.center.id:
         await _reply(ctx, ev, t(loc, "coord.audit_county_only"))
         return
-    req = await repo.request_by_number(ctx.s, args[0]) if len(args) == 1 else None
-    if req is None:
+    case_id = fc.parse_number(args[0]) if len(args) == 1 else None
+    case = await repo.get_case(ctx.s, case_id) if case_id is not None else None
+    req = await repo.request_by_number(ctx.s, args[0]) if len(args) == 1 and case is None else None
+    if req is None and case is None:
         await _reply(ctx, ev, t(loc, "coord.no_request", number=args[0]) if args else t(loc, "coord.audit_usage"))
         return
-    entries = await repo.audit_entries(ctx.s, req.id, req.resident_id)
+    if case is not None:  # a crisis case: every reveal of its details
+        number, entries = fc.number(case.id), await repo.case_audit_entries(ctx.s, case.resident_id)
+    else:
+        assert req is not None
+        number, entries = req.number, await repo.audit_entries(ctx.s, req.id, req.resident_id)
     if not entries:
-        await _reply(ctx, ev, t(loc, "coord.audit_none", number=req.number))
+        await _reply(ctx, ev, t(loc, "coord.audit_none", number=number))
         return
-    lines = [t(loc, "coord.audit_head", number=req.number, count=len(entries))]
+    lines = [t(loc, "coord.audit_head", number=number, count=len(entries))]
     names: dict[str, str] = {}
     for e in entries:
         actor = e.actor_id or ""

@@ -1,10 +1,10 @@
-"""Timers re-enter as events: remind the group, escalate a stuck request, ask for a rating."""
+"""Timers re-enter as events: remind the group, escalate a stuck request, ask for a rating, climb a crisis case."""
 from __future__ import annotations
 
 import logging
 
 from flows import lifecycle as lc
-from handlers import effects
+from handlers import crisis, effects
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from storage import repo
@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 async def on_timer(ctx: Ctx, ev: InboundEvent) -> None:
     """Fire one due timer (once: the conditional write in take_timer decides)."""
     timer = await repo.take_timer(ctx.s, int(ev.extra["timer_id"]), ctx.now)
+    if timer is not None and timer.kind == crisis.TIMER:
+        await crisis.on_timer(ctx, timer)
+        return
     if timer is None or timer.request_id is None:
         return
     req = await repo.get_request(ctx.s, timer.request_id)

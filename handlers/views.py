@@ -31,6 +31,7 @@ async def view_of(s: AsyncSession, cfg: Config, req: HelpRequest, locale: str) -
         service=svc.name(locale) if svc else req.service,
         community=station.community if station else req.station_id,
         when_text=req.when_text, urgent=req.urgent, sensitive=bool(cat and cat.sensitive),
+        broadcast=cat is None or cat.broadcast,
         volunteer_name=volunteer.name if volunteer else None,
         team_name=team.name if team else req.team_id, escalated=req.escalation_level > 0,
         address=req.address, phone=req.phone, description=req.description, for_whom=req.for_whom,

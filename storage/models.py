@@ -170,6 +170,39 @@ class Rating(Base):
     at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class CrisisCase(Base):
+    """A person at risk (self-harm words) or in a medical emergency: tracked from the alert until closed."""
+
+    __tablename__ = "crisis_cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # self_harm | medical
+    status: Mapped[str] = mapped_column(String(16), index=True)  # open | acknowledged | contacted | closed
+    resident_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))  # the resident's chat: where a counsellor's words go
+    chat_id: Mapped[str] = mapped_column(String(128))
+    station_id: Mapped[str | None] = mapped_column(String(64))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    trigger_text: Mapped[str] = mapped_column(Text)  # psychological content: only to the case's people
+    level: Mapped[int] = mapped_column(Integer, default=0)  # how far up its chain it has been alerted
+    assignee_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class CaseEvent(Base):
+    """One entry of a crisis case's history: who did what, when (alerted, acknowledged, handed on …)."""
+
+    __tablename__ = "crisis_case_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("crisis_cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 class ServiceRecord(Base):
     """Recorded volunteer service (志愿服务时长) for one finished request (奖单)."""
 

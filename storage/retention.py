@@ -6,13 +6,17 @@ What goes, and when (each a single statement, safe to run twice or from two work
   the comments of their ratings (the request row, its status, hours and stars stay for statistics);
 - a resident's name and phone (and their display names on the channels) once they have no request newer
   than `requests_days`, none still open, and no conversation in progress;
-- delivered or failed outbox rows, the simulator's chat log, WeCom kf send records and fired or cancelled
-  timers older than `outbox_days` (they hold copies of the texts that were sent).
+- the texts of crisis cases closed more than `cases_days` ago (the words that triggered them, the phone);
+- delivered or failed outbox rows, the channels' transcripts (the simulator's chat log, WeCom kf send
+  records: each channel names its table through its traits) and fired or cancelled timers older than
+  `outbox_days` (they hold copies of the texts that were sent).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,16 +24,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flows import requests as rq
 from storage.models import (
     ConversationState,
+    CrisisCase,
     HelpRequest,
     Identity,
     OutboxMessage,
     Person,
     Rating,
-    SimMessage,
     Timer,
-    WecomKfSent,
 )
 from storage.sql import rowcount
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A table where a channel keeps copies of a chat (named by the channel's traits, never here): its chat
+    column and the column that dates a row."""
+
+    table: Any
+    chat: Any
+    at: Any
 
 
 @dataclass
@@ -40,6 +53,7 @@ class Purged:
     requests: int = 0
     comments: int = 0
     residents: int = 0
+    cases: int = 0
     outbox: int = 0
     transcripts: int = 0
     timers: int = 0
@@ -55,11 +69,13 @@ class Horizons:
     drafts: datetime
     requests: datetime
     outbox: datetime
+    cases: datetime
 
     @classmethod
-    def at(cls, now: datetime, drafts_days: int, requests_days: int, outbox_days: int) -> Horizons:
+    def at(cls, now: datetime, drafts_days: int, requests_days: int, outbox_days: int,
+           cases_days: int = 90) -> Horizons:
         return cls(now - timedelta(days=drafts_days), now - timedelta(days=requests_days),
-                   now - timedelta(days=outbox_days))
+                   now - timedelta(days=outbox_days), now - timedelta(days=cases_days))
 
 
 def _ended_before(cut: datetime):  # type: ignore[no-untyped-def]
@@ -79,7 +95,7 @@ async def _talking(s: AsyncSession) -> set[str]:
     return {pid for channel, user, pid in rows if (channel, user) in accounts}
 
 
-async def purge(s: AsyncSession, h: Horizons) -> Purged:
+async def purge(s: AsyncSession, h: Horizons, transcripts: Iterable[Transcript] = ()) -> Purged:
     """Remove what the horizons say is too old; returns counts."""
     out = Purged()
     out.drafts = await rowcount(s, delete(ConversationState).where(ConversationState.updated_at < h.drafts))
@@ -101,8 +117,11 @@ async def purge(s: AsyncSession, h: Horizons) -> Purged:
         await s.execute(update(Identity).where(Identity.person_id.in_(ids)).values(display_name=None))
     out.outbox = await rowcount(s, delete(OutboxMessage).where(OutboxMessage.status.in_(("sent", "failed")),
                                                                OutboxMessage.created_at < h.outbox))
-    out.transcripts = await rowcount(s, delete(SimMessage).where(SimMessage.created_at < h.outbox))
-    out.transcripts += await rowcount(s, delete(WecomKfSent).where(WecomKfSent.sent_at < h.outbox))
+    for tr in transcripts:
+        out.transcripts += await rowcount(s, delete(tr.table).where(tr.at < h.outbox))
+    out.cases = await rowcount(s, update(CrisisCase).where(
+        CrisisCase.closed_at < h.cases, or_(CrisisCase.trigger_text != "", CrisisCase.phone.is_not(None)))
+        .values(trigger_text="", phone=None))
     out.timers = await rowcount(s, delete(Timer).where(or_(Timer.fired_at.is_not(None), Timer.cancelled),
                                                        Timer.due_at < h.outbox))
     return out

@@ -22,6 +22,18 @@ def test_handlers_name_no_channel() -> None:
     assert named == []
 
 
+def test_storage_names_no_channel() -> None:
+    """Repositories, retention and erasure learn a channel's tables from its traits (models.py declares them)."""
+    named = []
+    for path in sorted((ROOT / "storage").glob("*.py")):
+        if path.name == "models.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in PLATFORMS:
+                named.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
+    assert named == []
+
+
 def test_traits_by_channel() -> None:
     def robot(enabled: bool) -> object:
         return lambda d: d.update({"channels": {"wecom": {"aibot": {"enabled": enabled, "bot_id": "b", "secret": "s",
@@ -32,6 +44,7 @@ def test_traits_by_channel() -> None:
     assert on["wecom_kf"].no_files and on["wecom_bot"].no_files
     assert on["wecom_bot"].replaces_private == "wecom"
     assert on["wecom_bot"].keep_private_for == frozenset({"t-xingfu-elderly"})
-    assert on.get("telegram", NO_TRAITS) == NO_TRAITS and on.get("simulator", NO_TRAITS) == NO_TRAITS
+    assert on.get("telegram", NO_TRAITS) == NO_TRAITS
+    assert on["simulator"].transcript is not None and on["wecom_kf"].transcript is not None  # purged, erased
     off = registry.traits(demo_config("sqlite+aiosqlite:///:memory:", None, robot(False)))  # type: ignore[arg-type]
     assert off["wecom_bot"].replaces_private is None  # a robot that does not run replaces nothing

@@ -363,3 +363,32 @@ def test_non_mapping_file(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_counsellors_crisis_timing_and_broadcast(shipped: Config) -> None:
+    assert shipped.counsellor_ids() == {"v-sunli", "v-tangyu"}
+    assert shipped.timings.crisis_escalate_after_minutes == 5
+    cats = {c.id: c for c in shipped.catalog().categories}
+    assert cats["psych"].broadcast is False and cats["elderly"].broadcast is True  # default by sensitivity
+
+
+def test_unknown_qualification(shipped_data: dict[str, Any]) -> None:
+    def bad(d: dict[str, Any]) -> None:
+        next(v for v in d["people"]["volunteers"] if v["id"] == "v-liming")["qualifications"] = ["doctor"]
+
+    assert "people.volunteers[v-liming].qualifications[0]" in error_of(shipped_data, bad)
+
+
+def test_counsellor_team_needs_a_counsellor(shipped_data: dict[str, Any]) -> None:
+    def bad(d: dict[str, Any]) -> None:
+        for v in d["people"]["volunteers"]:
+            v.pop("qualifications", None)
+
+    assert "teams[t-county-psych].members: the team serves psych" in error_of(shipped_data, bad)
+
+
+def test_crisis_escalation_must_be_a_positive_number_of_minutes(shipped_data: dict[str, Any]) -> None:
+    assert "timings.crisis_escalate_after_minutes" in error_of(
+        shipped_data, lambda d: d["timings"].__setitem__("crisis_escalate_after_minutes", 0))
+    assert "timings.crisis_escalat" in error_of(
+        shipped_data, lambda d: d["timings"].__setitem__("crisis_escalat", 5))  # unknown key

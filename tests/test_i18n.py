@@ -27,7 +27,10 @@ DYNAMIC_KEYS = (
     + [f"intake.phone_{p}" for p in ("short", "long", "bad")]
     + [f"weekday.{d}" for d in intake.WEEKDAY_KEYS]
     + [f"safety.{k}" for k in ("self_harm", "medical")]
-    + [f"safety.alert_{k}" for k in ("self_harm", "medical")]
+    + [f"safety.{what}_{k}" for what in ("ask_phone", "phone_thanks", "relayed", "coming")
+       for k in ("self_harm", "medical")]
+    + [f"case.alert_{k}" for k in ("self_harm", "medical")]
+    + [f"case.outcome.{code}" for code in ("safe", "followup", "emergency", "referred", "unreachable")]
     + [f"coord.escalated_{w}" for w in ("timeout", "nobody_on_duty")]
     + [f"coord.stuck_{w}" for w in ("timeout", "nobody_on_duty")]
     + [f"action.{a}" for a in HISTORY_ACTIONS]

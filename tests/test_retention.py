@@ -117,3 +117,20 @@ def test_the_privacy_notice_says_the_configured_times() -> None:
     text = privacy.notice("zh_CN", True, 5, 30).text
     assert "没填完的求助保存5天" in text and "个人信息保存30天后删除" in text
     assert "kept 5 days" in privacy.notice("en", False, 5, 30).text
+
+
+async def test_a_closed_crisis_case_keeps_its_words_for_cases_days_only(sim: Sim) -> None:
+    from sqlalchemy import update
+
+    from storage.models import CrisisCase
+
+    words, phone = "我不想活了，药已经准备好了", "13844440004"
+    await sim.say("r-case", words)
+    await sim.say("r-case", phone)  # the phone the bot asks for
+    assert sim.app is not None
+    async with sim.app.db.transaction() as s:  # a counsellor closed it (the buttons are test_crisis_case's)
+        await s.execute(update(CrisisCase).values(status="closed", closed_at=sim.app.clock.now()))
+    await advance_days(sim, 60)
+    assert {table for table, _ in await rows_with(sim, [words, phone])} == {"crisis_cases", "people"}
+    await advance_days(sim, 31)  # 90 days after closing: the case's words and phone go (the person's phone
+    assert {table for table, _ in await rows_with(sim, [words, phone])} == {"people"}  # goes after 180)

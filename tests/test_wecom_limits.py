@@ -156,3 +156,18 @@ async def test_token_refused_again_is_refreshed_once_not_in_a_loop(bot: WecomBot
                                         "text": {"content": "hi"}})
     assert refused.value.errcode == 42001
     assert fake.token_calls == calls + 1  # one refresh for the one failure, then the error
+
+
+async def test_crisis_words_during_a_hand_over_open_a_case(bot: WecomBot) -> None:
+    fake = bot.fake
+    await fake.enter_session(RES, "s-xingfu")
+    await bot.resident(RES, "人工")
+    shown = len(fake.kf_texts(RES))
+    await bot.resident(RES, "今天天气不错")  # ordinary words: the bot stays out of it
+    assert not any("心理危机" in t for t in fake.texts("v-sunli"))
+    await bot.resident(RES, "我真的不想活了")  # a person serves, but the words still reach the counsellor
+    alert = fake.texts("v-sunli")[-1]
+    assert "心理危机" in alert and "不想活" in alert and "幸福社区" in alert
+    assert len(fake.kf_texts(RES)) == shown  # nothing sent while the servicer talks; the hotlines are held
+    assert "1 位" in await bot.member("c-chu", "/handback")
+    assert any("12356" in t for t in fake.kf_texts(RES)[shown:])

@@ -12,6 +12,8 @@ from bot.config import Config
 from bot.ratelimit import RateLimiter
 from handlers.events import ChannelTraits
 from storage.db import Database
+from storage.models import SimMessage, WecomKfSent
+from storage.retention import Transcript
 
 
 def build(cfg: Config, db: Database, clock: Clock, limiter: RateLimiter, kick: Callable[[], None],
@@ -45,9 +47,14 @@ def traits(cfg: Config) -> dict[str, ChannelTraits]:
     that is switched off; a channel without special traits is not listed)."""
     aibot = cfg.channels.wecom.aibot
     return {
+        # the simulator's "platform" is its chat log in our database: purged and erased like the rest
+        "simulator": ChannelTraits(transcript=Transcript(SimMessage, SimMessage.chat_id, SimMessage.created_at)),
         # the corp app: one card to "a|b|c" reaches every member, and one click's update changes every copy
         "wecom": ChannelTraits(fanout=True, no_files=True),
-        "wecom_kf": ChannelTraits(no_files=True),  # files need media/upload first: not done yet
+        # 微信客服: files need media/upload first (not done yet); copies of what was sent are kept to explain a
+        # failed send
+        "wecom_kf": ChannelTraits(no_files=True, transcript=Transcript(WecomKfSent, WecomKfSent.external_userid,
+                                                                       WecomKfSent.sent_at)),
         # the smart robot's card in a team's group stands for the app's private cards (except fallback teams)
         # while the robot runs; when its card cannot be posted, the members get those private cards after all
         "wecom_bot": ChannelTraits(replaces_private="wecom" if aibot.enabled else None,

@@ -26,6 +26,7 @@ from bot.channels.wecom.handover import Handover
 from bot.clock import Clock
 from bot.config import Config
 from bot.outbox import release_held
+from flows import safety
 from flows.i18n import t, words
 from flows.types import Message
 from handlers.context import message_payload
@@ -174,9 +175,13 @@ class KfChannel:
             hint = await channel_repo.get_channel_state(s, NAME, f"station:{user}")
         if released:
             self.kick()
+        ev = self._inbound(item, user, msgid, hint) if not serving or item.get("msgtype") == "text" else None
         if serving:
-            return  # a person serves this resident: the bot stays silent
-        ev = self._inbound(item, user, msgid, hint)
+            # a person serves this resident: the bot stays silent, but words of danger still open a crisis case
+            # (what the bot would say to the resident is held until the hand-over ends)
+            if ev is not None and ev.kind == "message" and safety.detect(ev.text):
+                await self.dispatch(ev)
+            return
         if ev is None:
             return
         if ev.kind == "message" and (ev.text or "").strip().lower() in words("kw.human"):
