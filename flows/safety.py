@@ -19,9 +19,9 @@ cue also counted (rule score 1, below the rules' own threshold): two weak signs 
 self-harm when the rules OR the model do, the model only when the rules found nothing (a medical verdict of the
 rules stays medical), and not when a guard of the rules set a cue's words aside (我可不会想不开, 电视剧里有人跳楼,
 刀磨好了明天杀鸡): the guards were written for exactly those words, nor on a message about ending or
-cancelling a request (我想结束这个请求). CARE.md accepts the extra false alarms: a kind call costs little. Inference is pure
-Python (a dict lookup per n-gram and a dot product), no scikit-learn or numpy at run time: 21 405 weights,
-a 393 KiB JSON file read once (~80 ms, at the first message), and ~0.3 ms per message for rules and model
+cancelling a request (我想结束这个请求). CARE.md accepts the extra false alarms: a kind call costs little.
+Inference is pure Python (a dict lookup per n-gram and a dot product), no scikit-learn or numpy at run time:
+21 584 weights, a 396 KiB JSON file read once (~80 ms, at the first message), and ~0.3 ms a message for rules and model
 together (~0.05 ms for the rules alone). The verdict stays explainable: the model adds a cue
 "model 0.79: 下去 / 自己 / 地方" with its score and the n-grams that weighed most.
 

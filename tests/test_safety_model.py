@@ -97,4 +97,11 @@ def test_the_weights_file_is_package_data_of_the_installed_package(monkeypatch: 
     shipped = {name for package, src, _, names in build.data_files if package == "flows" for name in names
                if (Path(src) / name).is_file()}
     assert safety_model.FILE in shipped
+    # ...and named by pyproject.toml itself: setuptools also ships files listed in a local *.egg-info, which a
+    # fresh clone does not have
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["flows"]
+    assert any(fnmatch.fnmatch(safety_model.FILE, p) for p in patterns)
     assert resources.files("flows").joinpath(safety_model.FILE).is_file()
