@@ -1,13 +1,15 @@
 """The crisis detector (flows.safety) against the labelled set tests/data/crisis_eval.jsonl, plus focused cases.
 
-The set was written from the kinds of CARE.md before the rules; the rules were adjusted on its tune split
-only. It was enlarged in two rounds (dialect, pinyin and typos, traditional characters, emoji, giving things
-away, jokes and more hard negatives), each time with fresh test rows written in one go before any tuning. On
-the held-out test split the detector does NOT reach the target of 95 % self-harm recall (measured by
-`python -m bench.crisis` after the rules were last changed: 188/263 = 71.5 %, false alarms 8/348; medical
-30/34, while the tune split is at 100 %: the rules do not yet generalise to phrasings they were not written
-from). The floors below are what it honestly meets, and the target is kept as a strict xfail so that it shows
-up when the detector gets there. Do not move rows between splits or edit test rows to make numbers pass.
+The set was written from the kinds of CARE.md before the rules; the rules were adjusted, and the model of
+flows/safety_model.py trained and its thresholds chosen, on its tune split only. It was enlarged in three
+rounds (dialect, pinyin and typos, traditional characters, emoji, giving things away, jokes, more hard
+negatives; round 3 written in one go and split at random per kind), each time with fresh test rows written
+before any tuning on them. On the held-out test split the detector (rules OR model) does NOT reach the target
+of 95 % self-harm recall (measured once by `python -m bench.crisis` after the model was trained: 304/354 =
+85.9 %, false alarms 15/446 = 3.4 %; medical 37/46 = 80.4 %, its misses are the rules' on the new rows; the
+rules alone were at 71.5 % before round 3). The floors below are what it honestly meets, and the target is
+kept as a strict xfail so that it shows up when the detector gets there. Do not move rows between splits or
+edit test rows to make numbers pass.
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ ROWS: list[dict[str, str]] = [json.loads(line) for line in DATA.read_text(encodi
                               if line.strip()]
 LABELS = ("self_harm", "medical", "none")
 
-# What the current rules meet on the held-out test split, with a little room; and the target of the issue.
-TEST_FLOOR = {"self_harm_recall": 0.70, "self_harm_false_alarms": 0.05, "medical_recall": 0.85,
+# What the rules and the model meet on the held-out test split, with a little room; and the target of the issue.
+TEST_FLOOR = {"self_harm_recall": 0.85, "self_harm_false_alarms": 0.05, "medical_recall": 0.78,
               "medical_false_alarms": 0.02}
 TARGET_RECALL = 0.95
 
@@ -82,7 +84,7 @@ def test_floors_on_the_held_out_test_split() -> None:
     assert got["medical_false_alarms"] <= TEST_FLOOR["medical_false_alarms"], got
 
 
-@pytest.mark.xfail(strict=True, reason="target of the issue not met yet: test-split self-harm recall is 71.5 %")
+@pytest.mark.xfail(strict=True, reason="target of the issue not met yet: test-split self-harm recall is 85.9 %")
 def test_target_recall_on_the_held_out_test_split() -> None:
     assert rates("test")["self_harm_recall"] >= TARGET_RECALL
 
@@ -98,7 +100,7 @@ def test_fast_enough() -> None:
     start = time.perf_counter()
     for text in texts:
         safety.detect(text)
-    assert (time.perf_counter() - start) / len(texts) < 0.005  # 5 ms per message; it is ~0.05 ms
+    assert (time.perf_counter() - start) / len(texts) < 0.005  # 5 ms per message; it is ~0.3 ms
 
 
 # ---- focused cases (none of them is a row of the data set) ------------------------------------------------
