@@ -16,6 +16,8 @@ from flows.i18n import t
 from flows.types import Button, Message, rows
 
 OPEN, ACKNOWLEDGED, CONTACTED, CLOSED = "open", "acknowledged", "contacted", "closed"
+# the actions a case's history records (handlers/crisis.py), each with a catalog label case.event_<action>
+EVENTS = ("opened", "words", "phone", "alerted", "escalated", "acknowledged", "outcome", "handed", "wrote")
 LIVE = (OPEN, ACKNOWLEDGED, CONTACTED)
 KINDS = ("self_harm", "medical")
 

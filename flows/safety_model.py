@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 FILE = "crisis_model.json"
 NGRAMS = (1, 4)
@@ -76,11 +77,11 @@ class Model:
         return chosen
 
 
-def from_dict(data: dict[str, object]) -> Model:
+def from_dict(data: dict[str, Any]) -> Model:
     weights = data["weights"]
     assert isinstance(weights, dict)
-    return Model(float(data["bias"]), float(data["threshold"]),  # type: ignore[arg-type]
-                 float(data["threshold_with_cue"]), {str(g): float(w) for g, w in weights.items()})
+    return Model(float(data["bias"]), float(data["threshold"]), float(data["threshold_with_cue"]),
+                 {str(g): float(w) for g, w in weights.items()})
 
 
 @cache

@@ -397,3 +397,53 @@ async def relay(ctx: Ctx, ev: InboundEvent, person: Person, data: dict[str, Any]
                                                         text=text[:1000])))
     await repo.add_case_history(ctx.s, case.id, person.id, "wrote", ctx.now)
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "case.write_sent", case=fc.number(case.id))))
+
+
+# ---- /case: a case's history -------------------------------------------------------------------------------
+
+async def may_view(ctx: Ctx, case: CrisisCase, person: Person) -> bool:
+    """The county's coordinators, the coordinators of the resident's unit, and everyone the case was sent to."""
+    if person.is_coordinator and person.unit is not None and (
+            person.unit == ctx.cfg.org.center.id or person.unit in _unit_coordinator_units(ctx, case)):
+        return True
+    return person.id == case.assignee_id or person.id in await _alerted(ctx, case.id)
+
+
+async def cmd_case(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) -> None:
+    """/case W0012: a crisis case's state and history (who was alerted, who took it, the outcome), for the
+    people of the case; the resident's words and phone are not repeated here. Each view is audited."""
+    loc = ctx.locale_of(person)
+    case_id = fc.parse_number(args[0]) if len(args) == 1 else None
+    case = await repo.get_case(ctx.s, case_id) if case_id is not None else None
+    if case is None:
+        await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "case.view_usage")))
+        return
+    if not await may_view(ctx, case, person):
+        await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "case.not_yours")))
+        return
+    await audit.record(ctx, person.id, "case_view", None, case.resident_id, "case_view")
+    names: dict[str, str] = {}
+
+    async def name(pid: str | None) -> str:
+        if not pid:
+            return t(loc, "action.system")
+        if pid not in names:
+            p = await repo.get_person(ctx.s, pid)
+            staff = p is not None and (p.is_volunteer or p.is_coordinator)
+            names[pid] = p.name if staff and p is not None else t(loc, "coord.audit_resident")
+        return names[pid]
+
+    station = ctx.catalog.station(case.station_id)
+    lines = [t(loc, "case.view_head", case=fc.number(case.id), kind=t(loc, f"case.kind_{case.kind}"),
+               status=t(loc, f"case.status_{case.status}"),
+               community=station.community if station else t(loc, "case.no_station"),
+               assignee=await name(case.assignee_id) if case.assignee_id else "-",
+               outcome=t(loc, f"case.outcome.{case.outcome}") if case.outcome else "-")]
+    for item in await repo.case_history(ctx.s, case.id):
+        to = [await name(pid) for pid in item.detail.get("to", [])]
+        what = t(loc, f"case.event_{item.action}") if item.action in fc.EVENTS else item.action
+        if item.action == "outcome" and item.detail.get("outcome"):
+            what += "：" + t(loc, f"case.outcome.{item.detail['outcome']}")
+        lines.append(t(loc, "case.view_line", at=f"{ctx.local(item.at):%m-%d %H:%M}", who=await name(item.actor_id),
+                       what=what + (" → " + "、".join(to) if to else "")))
+    await ctx.say(ev.channel, ev.chat_id, Message("\n".join(lines)))

@@ -7,7 +7,7 @@ from flows import cases as fc
 from flows import requests as rq
 from flows.i18n import norm_locale, t, words
 from flows.types import Message
-from handlers import accounts, audit, duty, ops
+from handlers import accounts, audit, crisis, duty, ops
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from handlers.views import view_of
@@ -240,7 +240,8 @@ COORDINATOR = {"/open": cmd_open, "/assign": cmd_assign, "/history": cmd_history
                "/roster": cmd_roster,
                "/stats": cmd_stats, "/linkcode": accounts.cmd_linkcode, "/bind": accounts.cmd_bind,
                "/unbind": accounts.cmd_unbind, "/kflink": cmd_kflink}
-EVERYONE = {"/help": cmd_help, "/lang": cmd_lang, "/link": accounts.cmd_link}
+EVERYONE = {"/help": cmd_help, "/lang": cmd_lang, "/link": accounts.cmd_link,
+            "/case": crisis.cmd_case}  # the case's people only (checked by the command)
 KEYWORDS = {"kw.on_duty": "/on", "kw.off_duty": "/off", "kw.hours": "/hours", "kw.tasks": "/tasks",
             "kw.help": "/help"}
 

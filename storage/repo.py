@@ -616,7 +616,8 @@ async def erase_person(s: AsyncSession, person: Person, accounts: list[Identity]
 
 async def case_audit_entries(s: AsyncSession, resident_id: str) -> list[AuditEntry]:
     """The audit trail of a resident's crisis cases: every alert, phone and words sent to the case's people."""
-    q = select(AuditEntry).where(AuditEntry.subject_person_id == resident_id, AuditEntry.action == "case_alert")
+    q = select(AuditEntry).where(AuditEntry.subject_person_id == resident_id,
+                                 AuditEntry.action.in_(("case_alert", "case_view")))
     return list((await s.execute(q.order_by(AuditEntry.id))).scalars())
 
 
@@ -625,6 +626,6 @@ async def audit_entries(s: AsyncSession, request_id: int, subject_id: str | None
     cond = AuditEntry.request_id == request_id
     if subject_id:
         cond = cond | ((AuditEntry.subject_person_id == subject_id) & AuditEntry.request_id.is_(None)
-                       & (AuditEntry.action != "case_alert"))
+                       & AuditEntry.action.not_in(("case_alert", "case_view")))
     q = select(AuditEntry).where(cond).order_by(AuditEntry.id)
     return list((await s.execute(q)).scalars())

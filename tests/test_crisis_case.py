@@ -321,3 +321,25 @@ async def test_every_reveal_of_a_case_is_audited(sim: Sim) -> None:
     assert "危机个案提醒（无人响应，逐级上报）" in trail, trail
     await sim.say("c-feng", f"/audit {found.group()}")
     assert "只对县（区）中心的专管员开放" in await sim.last("c-feng")
+
+
+async def test_the_people_of_a_case_see_its_history_others_do_not(sim: Sim) -> None:
+    import re
+
+    await sim.say("r-hist", "我不想活了")
+    found = re.search(r"W\d{4}", (await crisis_alerts(sim, "v-sunli"))[-1])
+    assert found
+    number = found.group()
+    assert "由您联系" in (await sim.press("v-sunli", "v-sunli", "我来联系") or "")
+    await sim.say("v-sunli", f"/case {number}")
+    history = await sim.last("v-sunli")
+    assert f"个案 {number}（心理危机）" in history and "状态：已接手" in history and "负责人：孙丽" in history
+    assert "提醒 → 孙丽" in history and "接手联系" in history, history
+    assert "不想活" not in history  # the words are not repeated here
+    await sim.say("c-zhao", f"/case {number}")  # the county
+    assert "负责人：孙丽" in await sim.last("c-zhao")
+    for outsider in ("c-feng", "v-liming"):  # another unit's coordinator; a volunteer the case never reached
+        await sim.say(outsider, f"/case {number}")
+        assert "没有发给您" in await sim.last(outsider), outsider
+    await sim.say("c-zhao", f"/audit {number}")
+    assert "查看危机个案记录" in await sim.last("c-zhao")
