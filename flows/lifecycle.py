@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from flows import privacy
 from flows import requests as rq
 
 WAITING_TIMERS = ("remind", "escalate")
@@ -186,9 +187,16 @@ class AddRating:
     stars: int
 
 
+@dataclass(frozen=True)
+class AddComment:
+    """The resident's words about the service, kept with their rating."""
+
+    text: str
+
+
 Effect = (Transition | History | Refresh | AddClaim | ReleaseClaims | PostDetail | TellResident | TellClaimer
           | AlertCoordinators | Dispatch | Nudge | Remind | CancelTimers | AddTimer | RecordHours | AskHours
-          | AskRating | AddRating)
+          | AskRating | AddRating | AddComment)
 GATES = (Transition, AddRating)
 Step = tuple[Effect, ...]
 
@@ -306,6 +314,28 @@ def rate(f: Facts, stars: int, resident_id: str, volunteer_name: str, low_max: i
     if stars <= low_max:
         step.append(AlertCoordinators("coord.low_rating", {"number": f.number, "stars": stars,
                                                            "volunteer": volunteer_name or "-"}))
+    return tuple(step)
+
+
+def correct_hours(f: Facts, volunteer_id: str, hours: float, s: Settings) -> Step:
+    """The claimer changes the recorded hours of a finished service (half hours, 0.5 … hours_max; the points
+    follow). Nothing for anyone else, another state, or hours out of bounds (the caller says why)."""
+    if f.status != rq.FINISHED or f.volunteer_id != volunteer_id or not 0.5 <= hours <= s.hours_max:
+        return ()
+    return (RecordHours(volunteer_id, hours, round(hours * s.points_per_hour, 1)),
+            History(volunteer_id, "hours", {"hours": hours}))
+
+
+def comment(f: Facts, resident_id: str, text: str, stars: int | None, low_max: int = 2, limit: int = 500) -> Step:
+    """The resident's comment after rating: kept with the rating; after a low rating it also goes to the
+    coordinators in charge (回访), with phone numbers in it masked."""
+    text = text.strip()[:limit]
+    if f.status != rq.FINISHED or resident_id != f.resident_id or stars is None or not text:
+        return ()
+    step: list[Effect] = [AddComment(text)]
+    if stars <= low_max:
+        step.append(AlertCoordinators("coord.low_rating_comment", {"number": f.number,
+                                                                   "comment": privacy.mask_text(text)}))
     return tuple(step)
 
 

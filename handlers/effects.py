@@ -100,6 +100,8 @@ async def _apply_one(ctx: Ctx, req: HelpRequest, e: lc.Effect, moved: repo.Moved
         await repo.cancel_timers(ctx.s, req.id, e.kinds)
     elif isinstance(e, lc.AddTimer):
         await repo.add_timer(ctx.s, ctx.now + timedelta(minutes=e.after_minutes), e.kind, req.id, **e.payload)
+    elif isinstance(e, lc.AddComment):
+        await repo.set_rating_comment(ctx.s, req.id, e.text)
     elif isinstance(e, lc.RecordHours):
         served_on = ctx.local(req.started_at or req.claimed_at or ctx.now).date()
         await repo.upsert_service_record(ctx.s, e.volunteer_id, req.id, served_on, e.hours, e.points, ctx.now)

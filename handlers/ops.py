@@ -96,12 +96,6 @@ async def finish(ctx: Ctx, req: HelpRequest, volunteer: Person) -> bool:
     return await effects.apply(ctx, req, step)
 
 
-async def record_hours(ctx: Ctx, req: HelpRequest, volunteer: Person, hours: float) -> None:
-    """Correct the service record of a finished request (hours typed by the volunteer)."""
-    points = round(hours * ctx.cfg.recognition.points_per_hour, 1)
-    await effects.apply(ctx, req, (lc.RecordHours(volunteer.id, hours, points),))
-
-
 async def cancel(ctx: Ctx, req: HelpRequest, actor: Person, erased: bool = False) -> bool:
     """The resident cancels an open or claimed request (with `erased`, one under way too); the claimer is told."""
     return await effects.apply(ctx, req, lc.cancel(effects.facts_of(ctx, req), actor.id, ctx.now, erased))

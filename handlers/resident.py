@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flows import intake, privacy
+from flows import intake
+from flows import lifecycle as lc
 from flows import requests as rq
 from flows.i18n import t, words
 from flows.types import Message, UserInput
@@ -127,12 +128,9 @@ async def _rating_text(ctx: Ctx, ev: InboundEvent, person: Person, flow: str,
     await ctx.clear_state()
     loc = ctx.locale_of(person)
     if text.lower() not in words("kw.no_comment"):
-        await repo.set_rating_comment(ctx.s, req.id, text[:500])
         rating = await repo.get_rating(ctx.s, req.id)
-        if rating and rating.stars <= 2:
-            masked = privacy.mask_text(text[:500])  # coordinators see no phone in a forwarded comment
-            await effects.notify_coordinators(ctx, lambda lc: Message(t(lc, "coord.low_rating_comment",
-                                          number=req.number, comment=masked)), req.station_id)
+        await effects.apply(ctx, req, lc.comment(effects.facts_of(ctx, req), person.id, text,
+                                                 rating.stars if rating else None))
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "rating.bye")))
     return True
 

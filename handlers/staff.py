@@ -4,10 +4,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from flows import cases as fc
+from flows import lifecycle as lc
 from flows import requests as rq
 from flows.i18n import norm_locale, t, words
 from flows.types import Message
-from handlers import accounts, audit, crisis, duty, ops
+from handlers import accounts, audit, crisis, duty, effects, ops
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from handlers.views import view_of
@@ -294,12 +295,11 @@ async def on_hours_text(ctx: Ctx, ev: InboundEvent, person: Person, data: dict[s
         hours = rq.half_hours(float(text))
     except ValueError:
         hours = -1
-    limit = ctx.cfg.timings.hours_max
-    if not 0.5 <= hours <= limit:
-        await _reply(ctx, ev, t(loc, "hours.bad", max=rq.fmt_hours(limit)))
+    step = lc.correct_hours(effects.facts_of(ctx, req), person.id, hours, effects.settings_of(ctx))
+    if not step:  # out of bounds (it is theirs and finished: checked above)
+        await _reply(ctx, ev, t(loc, "hours.bad", max=rq.fmt_hours(ctx.cfg.timings.hours_max)))
         return
-    await ops.record_hours(ctx, req, person, hours)
-    await repo.add_history(ctx.s, req.id, person.id, "hours", ctx.now, hours=hours)
+    await effects.apply(ctx, req, step)
     await ctx.clear_state()
     total, _, points, _ = await repo.volunteer_totals(ctx.s, person.id, ctx.local().year)
     await _reply(ctx, ev, t(loc, "hours.confirmed", hours=rq.fmt_hours(hours), total=rq.fmt_hours(total),

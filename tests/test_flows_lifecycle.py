@@ -153,3 +153,33 @@ def test_every_gate_leads_its_step() -> None:
         assert not any(isinstance(e, lc.GATES) for e in step[1:])
         if isinstance(step[0], lc.Transition):
             assert step[0].action in rq.TRANSITIONS
+
+
+SETTINGS = lc.Settings(hours_max=8, points_per_hour=10)
+
+
+@pytest.mark.parametrize(("who", "facts", "hours", "step"), [
+    ("v-1", "finished", 2.5, (lc.RecordHours("v-1", 2.5, 25.0), lc.History("v-1", "hours", {"hours": 2.5}))),
+    ("v-1", "finished", 8, (lc.RecordHours("v-1", 8, 80.0), lc.History("v-1", "hours", {"hours": 8}))),
+    ("v-1", "finished", 8.5, ()),  # over hours_max
+    ("v-1", "finished", 0, ()),  # under half an hour
+    ("v-2", "finished", 2, ()),  # not the claimer
+    ("v-1", "claimed", 2, ()),  # not finished yet
+])
+def test_correct_hours(who: str, facts: str, hours: float, step: lc.Step) -> None:
+    f = lc.Facts(**{**CLAIMED.__dict__, "status": rq.FINISHED if facts == "finished" else rq.CLAIMED})
+    assert lc.correct_hours(f, who, hours, SETTINGS) == step
+
+
+def test_a_comment_is_kept_and_after_a_low_rating_goes_to_the_coordinators_masked() -> None:
+    f = lc.Facts(**{**CLAIMED.__dict__, "status": rq.FINISHED})
+    text = "来得太晚了，打我电话 138 1234 5678"
+    assert lc.comment(f, "r-1", text, 5) == (lc.AddComment(text),)
+    low = lc.comment(f, "r-1", text, 2)
+    assert low[0] == lc.AddComment(text) and isinstance(low[1], lc.AlertCoordinators)
+    assert low[1].key == "coord.low_rating_comment" and "5678" in low[1].params["comment"]
+    assert "1234" not in low[1].params["comment"]  # masked for the coordinators
+    assert lc.comment(f, "r-2", text, 2) == ()  # not the resident of the request
+    assert lc.comment(f, "r-1", text, None) == ()  # not rated
+    assert lc.comment(f, "r-1", "   ", 2) == ()
+    assert lc.comment(f, "r-1", "好" * 600, 5) == (lc.AddComment("好" * 500),)
