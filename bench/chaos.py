@@ -76,6 +76,7 @@ DUP_MESSAGES_TARGET = 3
 MAX_TRIES = 5  # bot.dispatcher.MAX_TRIES: an event failing this often is given up with an apology
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WON, YOURS, TAKEN = "接单成功", "这单已经是您的了", "已经有人接了"
+ACCEPT = "同意并继续"  # the privacy notice's button, before a new resident's first form
 SORRY = "抱歉，系统出了点问题"
 SCENARIOS = ("kill", "kill-jitter", "redis", "postgres")
 STALE_BUTTONS = {"接单", "出发", "完成服务", "无法前往，退回"}  # none of these may remain on a finished request
@@ -600,7 +601,12 @@ class Resident:
     async def loop(self, loop: Loop, n: int) -> None:
         c, r = self.case, self.id
         service = c.services[(self.index + n) % len(c.services)]
-        _, [(_, m, _)] = await self.step(loop, "你好", [self._send("你好")], [self.mine(button=c.category)])
+        # a new resident first accepts the privacy notice; one who did before goes straight to the menu
+        _, [(_, m, _)] = await self.step(loop, "你好", [self._send("你好")],
+                                         [self.mine(button=f"{c.category}|{ACCEPT}")])
+        if button(m, ACCEPT) is not None:
+            _, [(_, m, _)] = await self.step(loop, ACCEPT, [self._press(r, r, m, ACCEPT)],
+                                             [self.mine(button=c.category)])
         _, [(_, m, _)] = await self.step(loop, c.category, [self._press(r, r, m, c.category)],
                                          [self.mine(button=service)])
         # a resident who asked before has their community remembered: the form skips that question

@@ -8,9 +8,9 @@ update_queue and answered 200 at once; the Application handles updates one at a 
 and what its docs require for a ConversationHandler) and replies with sendMessage to the Bot API at
 `--api`. Nothing is stored: no database, no deduplication, a crash loses queued updates.
 
-The conversation has two states: any text greets the person and asks, with a menu of buttons, what they
-need (ASK); their next text is acknowledged and the conversation ends. A new user's 你好 gets the same two
-sendMessage calls as from wuwei (greeting, then the question with the buttons).
+The conversation has two states: any text answers with the privacy notice and its two buttons (ASK);
+their next text is acknowledged and the conversation ends. A new user's 你好 gets the same one
+sendMessage call as from wuwei (a new resident sees the privacy notice before the first form).
 
 GET /stats answers {"accepted", "handled", "queued"} (updates accepted by the webhook, greetings sent,
 updates still in the queue), GET /healthz answers once the bot is ready.
@@ -30,9 +30,13 @@ from telegram.ext import Application, CommandHandler, ContextTypes, Conversation
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ASK = 1
-MENU = InlineKeyboardMarkup([[InlineKeyboardButton(name, callback_data=f"v1:i:category:{key}") for key, name in row]
-                             for row in ((("elderly", "为老服务"), ("children", "为小服务"), ("hardship", "困难帮扶")),
-                                         (("psych", "心理疏导"), ("mine", "我的求助")))])
+MENU = InlineKeyboardMarkup([[InlineKeyboardButton("同意并继续", callback_data="v1:p:accept"),
+                              InlineKeyboardButton("不同意", callback_data="v1:p:decline")]])
+NOTICE = ("【隐私说明】\n收集什么：您填写的社区、地址、电话、需要帮助的情况，以及您和机器人的聊天记录。\n"
+          "为什么：只为安排志愿者上门帮您。\n谁能看到：只有接下这单的志愿者能看到您的地址和电话；服务队群里只显示服务类别、"
+          "社区和时间；专管员看到的电话是隐藏中间四位的。\n保存多久：没填完的求助保存3天；完成或取消的求助，个人信息保存180天后"
+          "删除。\n怎么删除：随时发\"删除我的数据\"；发\"我的数据\"查看、\"导出我的数据\"下载、\"更正电话\"\"更正地址\"修改，"
+          "发\"隐私\"再看这段说明。\n同意后我们再开始填写求助。")
 
 
 class Stats:
@@ -42,9 +46,8 @@ class Stats:
 
 async def greet(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
     assert update.message is not None
-    # the same two messages wuwei sends a new resident: a greeting, then the question with the menu
-    await update.message.reply_text("您好！这里是幸福县新时代文明实践中心志愿服务。")
-    await update.message.reply_text("请问需要哪方面的帮助？", reply_markup=MENU)
+    # the same message wuwei sends a new resident: the privacy notice with its two buttons
+    await update.message.reply_text(NOTICE, reply_markup=MENU)
     Stats.handled += 1
     return ASK
 
