@@ -1,15 +1,12 @@
 """The crisis detector (flows.safety) against the labelled set tests/data/crisis_eval.jsonl, plus focused cases.
 
-The set was written from the kinds of CARE.md before the rules; the rules were adjusted, and the model of
-flows/safety_model.py trained and its thresholds chosen, on its tune split only. It was enlarged in three
-rounds (dialect, pinyin and typos, traditional characters, emoji, giving things away, jokes, more hard
-negatives; round 3 written in one go and split at random per kind), each time with fresh test rows written
-before any tuning on them. On the held-out test split the detector (rules OR model) does NOT reach the target
-of 95 % self-harm recall (measured once by `python -m bench.crisis` after the model was trained: 304/354 =
-85.9 %, false alarms 15/446 = 3.4 %; medical 37/46 = 80.4 %, its misses are the rules' on the new rows; the
-rules alone were at 71.5 % before round 3). The floors below are what it honestly meets, and the target is
-kept as a strict xfail so that it shows up when the detector gets there. Do not move rows between splits or
-edit test rows to make numbers pass.
+Splits. `tune`: every row the rules and the model were written or trained against (the team's own rows, written
+from the kinds of CARE.md in several rounds; the earlier held-out rows were folded in here once they had been
+evaluated). `test` (rows with "source": "blind"): 642 messages written by a writer who never saw the rules, the
+model or any other row, from CARE.md and CONVERSATION.md only, and never used for tuning. On it the detector does
+NOT reach the target of 95 % self-harm recall (first run: 180/230 = 77.8 %, false alarms 3.4 %; medical recall
+39/83 = 47 %): the floors below are what it honestly meets, and the target is kept as a strict xfail so that it
+shows up when the detector gets there. Do not move rows between splits, print test rows, or tune on them.
 """
 from __future__ import annotations
 
@@ -28,7 +25,7 @@ ROWS: list[dict[str, str]] = [json.loads(line) for line in DATA.read_text(encodi
 LABELS = ("self_harm", "medical", "none")
 
 # What the rules and the model meet on the held-out test split, with a little room; and the target of the issue.
-TEST_FLOOR = {"self_harm_recall": 0.85, "self_harm_false_alarms": 0.05, "medical_recall": 0.78,
+TEST_FLOOR = {"self_harm_recall": 0.75, "self_harm_false_alarms": 0.05, "medical_recall": 0.45,
               "medical_false_alarms": 0.02}
 TARGET_RECALL = 0.95
 
@@ -58,17 +55,14 @@ def test_set_size_and_balance() -> None:
     assert labels["none"] >= len(ROWS) / 2
     assert set(labels) == set(LABELS)
     assert {r["split"] for r in ROWS} == {"tune", "test"}
+    test = [r for r in ROWS if r["split"] == "test"]
+    assert len(test) >= 300 and all(r.get("source") == "blind" for r in test)
+    assert sum(r["label"] == "none" for r in test) >= len(test) / 2  # at least half not crises
     for label in LABELS:
-        per_split = Counter(r["split"] for r in ROWS if r["label"] == label)
-        assert per_split["tune"] and per_split["test"], label
-        assert abs(per_split["tune"] - per_split["test"]) <= max(3, 0.1 * labels[label]), (label, per_split)
+        assert any(r["label"] == label for r in test), label
 
 
-def test_every_kind_is_in_both_splits_and_texts_are_unique() -> None:
-    kinds = Counter((r["label"], r["kind"]) for r in ROWS)
-    for (label, kind), n in kinds.items():
-        splits = {r["split"] for r in ROWS if r["label"] == label and r["kind"] == kind}
-        assert n < 2 or splits == {"tune", "test"}, (label, kind)
+def test_texts_are_unique_and_not_empty() -> None:
     texts = [r["text"] for r in ROWS]
     assert len(texts) == len(set(texts))
     assert all(r["text"].strip() for r in ROWS)
@@ -84,15 +78,15 @@ def test_floors_on_the_held_out_test_split() -> None:
     assert got["medical_false_alarms"] <= TEST_FLOOR["medical_false_alarms"], got
 
 
-@pytest.mark.xfail(strict=True, reason="target of the issue not met yet: test-split self-harm recall is 85.9 %")
+@pytest.mark.xfail(strict=True, reason="target of the issue not met yet: blind test-split self-harm recall is 77.8 %")
 def test_target_recall_on_the_held_out_test_split() -> None:
     assert rates("test")["self_harm_recall"] >= TARGET_RECALL
 
 
 def test_tune_split_stays_where_the_rules_were_adjusted() -> None:
-    got = rates("tune")
-    assert got["self_harm_recall"] >= 0.95 and got["self_harm_false_alarms"] <= 0.05, got
-    assert got["medical_recall"] >= 0.95 and got["medical_false_alarms"] <= 0.05, got
+    got = rates("tune")  # the earlier held-out rows are in it now: 92.9 % / 1.7 %, medical 89 %
+    assert got["self_harm_recall"] >= 0.90 and got["self_harm_false_alarms"] <= 0.05, got
+    assert got["medical_recall"] >= 0.85 and got["medical_false_alarms"] <= 0.05, got
 
 
 def test_fast_enough() -> None:
