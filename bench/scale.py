@@ -99,7 +99,8 @@ async def seed(database_url: str, factor: int, now: datetime) -> dict[str, int]:
                     "for_whom": "self", "when_kind": "asap", "when_at": now, "when_text": "尽快",
                     "address": "幸福路1号", "phone": "13800000000", "description": "需要帮助",
                     "urgent": False, "status": "closed" if done else "open", "team_id": team,
-                    "escalation_level": 0, "volunteer_id": vols[i % len(vols)] if done else None, "created_at": now - timedelta(days=1 + i % 30),
+                    "escalation_level": 0, "volunteer_id": vols[i % len(vols)] if done else None,
+                    "created_at": now - timedelta(days=1 + i % 30),
                     "closed_at": now - timedelta(days=i % 30) if done else None})
             await s.execute(insert(Person), people)
             await s.execute(insert(TeamMember), members) if members else None
