@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import statistics
@@ -227,6 +228,18 @@ def limits_of(log: list[tuple[float, int, str]], sizes: Sizes) -> list[Limit]:
     return out
 
 
+class _FallbackCounter(logging.Handler):
+    """Counts the limiter's "Redis unreachable" warnings, by the exception named in them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reasons: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "unreachable" in record.getMessage():
+            self.reasons[str(record.args[0]) if record.args else "?"] += 1
+
+
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float, step: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while True:
@@ -289,6 +302,8 @@ async def drain(name: str, database_url: str, redis_url: str | None, redis_prefi
             earliest(sizes.private + sizes.groups * sizes.group_messages,
                      [(outbound.GLOBAL_LIMIT, outbound.GLOBAL_WINDOW)])
         timeout = 2 * bound + 30.0
+        fallbacks = _FallbackCounter()
+        logging.getLogger("bot.ratelimit").addHandler(fallbacks)
         start, cpu = time.monotonic(), time.process_time()
         await app.start()
         try:
@@ -301,6 +316,7 @@ async def drain(name: str, database_url: str, redis_url: str | None, redis_prefi
             await asyncio.sleep(GRACE)
         finally:
             await app.stop()
+            logging.getLogger("bot.ratelimit").removeHandler(fallbacks)
         pending, failed = await _count(db, "pending"), await _count(db, "failed")
     finally:
         await db.dispose()
@@ -309,6 +325,11 @@ async def drain(name: str, database_url: str, redis_url: str | None, redis_prefi
                       limits_of(stub.log, sizes), wall, answers[False], answers[True], passes["all"],
                       passes["busy"], passes["rows"], cpu,
                       statistics.median(pass_seconds) if pass_seconds else 0.0, max(pass_seconds, default=0.0))
+    if fallbacks.reasons:
+        res.notes.append("the Redis limiter fell back to each worker's local half of every limit "
+                         f"{sum(fallbacks.reasons.values())} times ({', '.join(sorted(fallbacks.reasons))}): a "
+                         "pass asks it once per leased lane, side by side, more at once than the Redis client's "
+                         "pool of 100 connections (redis-py's default)")
     if not done:
         res.notes.append(f"not everything was sent within {timeout:.0f} s")
     return res
