@@ -3,7 +3,8 @@
 Unlike tests/fakes/telegram.py it checks nothing, keeps no chat history and has no flood limits: every
 call is answered at once with valid Bot API JSON, so the bot under test is the only thing measured. It
 counts sendMessage calls per chat_id, which is how a benchmark checks that every accepted update got
-its reply exactly once.
+its reply exactly once, and logs each one with its time (`log`), which is how bench.drain measures how
+close the bot's sending comes to Telegram's limits.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class StubBotApi:
     def __init__(self) -> None:
         self.sent: Counter[int] = Counter()  # sendMessage calls per chat_id
         self.calls: Counter[str] = Counter()  # every call per method
+        self.log: list[tuple[float, int, str]] = []  # each sendMessage: (time.monotonic(), chat_id, text)
         self._message_id = 0
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -47,6 +49,7 @@ class StubBotApi:
         """Forget the counts (between benchmark runs)."""
         self.sent.clear()
         self.calls.clear()
+        self.log.clear()
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -65,6 +68,7 @@ class StubBotApi:
             chat_id = int(params.get("chat_id") or 0)
             if method == "sendMessage":
                 self.sent[chat_id] += 1
+                self.log.append((time.monotonic(), chat_id, str(params.get("text") or "")))
             result = self._message(chat_id, str(params.get("text") or ""), params)
         elif method not in ("setWebhook", "deleteWebhook", "answerCallbackQuery", "editMessageReplyMarkup",
                             "sendChatAction"):

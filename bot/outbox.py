@@ -90,6 +90,8 @@ class Outbox:
         self._inflight: dict[int, asyncio.Task[None]] = {}  # rows being sent from memory (deliver_now)
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._to_mark: set[int] = set()  # sent, to be marked sent with the next batch
+        self._to_wait: dict[int, datetime] = {}  # held back by a rate limit: due again at, written with the next batch
+        self._wake_at: float | None = None  # loop time at which a row given back to wait (rate limit) is due
         self._marking: asyncio.Task[None] | None = None
         # called when a request card is given up on (refused for good, or out of attempts): the app wires
         # it to Dispatcher.card_undeliverable (e.g. a WeCom group card falls back to 1:1 app cards)
@@ -148,10 +150,20 @@ class Outbox:
             except Exception:
                 log.exception("outbox pass failed; retrying")
             try:
-                await asyncio.wait_for(self._kick.wait(), self.poll_seconds)
+                await asyncio.wait_for(self._kick.wait(), self._sleep())
             except TimeoutError:
                 pass
             self._kick.clear()
+
+    def _sleep(self) -> float:
+        """Until the next poll, or sooner when a row given back to wait becomes due: a rate-limited backlog
+        takes each window's slots as they open, not at the next poll after them."""
+        now = asyncio.get_running_loop().time()
+        if self._wake_at is not None and self._wake_at <= now:
+            self._wake_at = None  # this pass was the one it asked for
+        if self._wake_at is None:
+            return self.poll_seconds
+        return min(self.poll_seconds, self._wake_at - now)
 
     async def flush(self, ids: list[int] | None = None, timeout: float = 30.0) -> None:
         """Deliver what is due now and wait until these rows (None: everything this worker can send now) are no
@@ -286,7 +298,7 @@ class Outbox:
             else:
                 raise PermanentSendError(f"unknown outbox kind {row.kind}")
         except RetryLater as exc:
-            await self._retry(row, exc.delay, count=False, error="rate limited")
+            self._wait_soon(row.id, exc.delay)
             return False
         except WaitForInbound:
             await self._finish(row.id, "held", "held until the person writes again")
@@ -416,27 +428,54 @@ class Outbox:
         write (a worker dying in between sends them again after their lease: at least once, and the window
         is one write: the kill -9 benchmark counts how often it happens)."""
         self._to_mark.add(row_id)
+        self._start_marking()
+
+    def _wait_soon(self, row_id: int, delay: float) -> None:
+        """A row a rate limit holds back goes back to the queue, due in `delay` seconds, with the next batch
+        of marks: a pass over a backlog holds back hundreds of rows at once, and one write each made the pass
+        outlast the window it waited for. Until written the row stays leased to this worker (its chat waits
+        behind it), and the loop wakes when it is due."""
+        self._to_wait[row_id] = self.clock.now() + timedelta(seconds=delay)
+        self._wake_for(delay)
+        self._start_marking()
+
+    def _wake_for(self, delay: float) -> None:
+        wake = asyncio.get_running_loop().time() + delay  # read after the clock: by then the row is due
+        self._wake_at = wake if self._wake_at is None else min(self._wake_at, wake)
+
+    def _start_marking(self) -> None:
         if self._marking is None or self._marking.done():
             self._marking = asyncio.create_task(self._mark_batches(), name="outbox-mark-sent")
 
     async def _mark_batches(self) -> None:
-        while self._to_mark:
+        while self._to_mark or self._to_wait:
             ids = sorted(self._to_mark)
+            waits = dict(self._to_wait)
             self._to_mark.clear()
+            self._to_wait.clear()
             try:
                 async with self.db.transaction() as s:
-                    await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(
-                        status="sent", error=None, lease_until=None, sent_at=self.clock.now()))
+                    if ids:
+                        await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(
+                            status="sent", error=None, lease_until=None, sent_at=self.clock.now()))
+                    if waits:  # one statement, executed for each row (its own due time)
+                        await s.execute(update(OutboxMessage), [
+                            {"id": i, "next_attempt_at": due, "lease_until": None, "error": "rate limited"}
+                            for i, due in waits.items()])
             except Exception as exc:
-                log.warning("outbox: could not mark %d rows sent (%s); trying again", len(ids), type(exc).__name__)
+                log.warning("outbox: could not mark %d rows sent and give back %d (%s); trying again", len(ids),
+                            len(waits), type(exc).__name__)
                 self._to_mark.update(ids)
+                self._to_wait = {**waits, **self._to_wait}
                 await asyncio.sleep(1.0)
                 continue
             self._held.difference_update(ids)
+            self._held.difference_update(waits)
             self.kick()  # rows queued behind these in the same chats may go now
 
     async def marked(self, timeout: float = 30.0) -> bool:
-        """Wait (at most `timeout` seconds) until every row sent so far is marked sent; True if there were any."""
+        """Wait (at most `timeout` seconds) until every row sent so far is marked sent and every row held back
+        so far is given back; True if there were any."""
         if self._marking is None or self._marking.done():
             return False
         await asyncio.wait({self._marking}, timeout=timeout)
@@ -453,10 +492,12 @@ class Outbox:
         if status == "failed":
             log.error("outbox row %s gave up after %d attempts", row.id, attempts)
         self._held.discard(row.id)
+        due = self.clock.now() + timedelta(seconds=delay)
         async with self.db.transaction() as s:
             await s.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(
-                status=status, attempts=attempts, error=error, lease_until=None,
-                next_attempt_at=self.clock.now() + timedelta(seconds=delay)))
+                status=status, attempts=attempts, error=error, lease_until=None, next_attempt_at=due))
+        if status == "pending":
+            self._wake_for(delay)
         if status == "failed":
             await self._card_failed(row)
 
