@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.crisis [--docs] [--rounds N]
 
-For each split (tune: the rules were adjusted and the model trained on it; test: a blind set, held out) prints the self-harm recall, the
+For each split (tune: the rules were adjusted and the model trained on it; test: a blind set, held out)
+prints the self-harm recall, the
 false-alarm rate (share of the messages that are not self-harm which are flagged self-harm), the same two for
 medical, the confusion counts, the test-split misses counted per kind (never their text: reading the held-out
 misses invites tuning on them), and the time per message (mean over N rounds of the whole set, and the slowest

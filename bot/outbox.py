@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=5)
 RENEW_SECONDS = 1.5
 MAX_ATTEMPTS = 12
+LANES = 32  # chats sent to at once in one pass
 
 
 def content_hash(msg: Message) -> str:
@@ -84,6 +85,7 @@ class Outbox:
         self.cfg, self.db, self.channels, self.clock = cfg, db, channels, clock
         self.poll_seconds = poll_seconds
         self._pass_lock = asyncio.Lock()
+        self._lanes = asyncio.Semaphore(LANES)
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._held: set[int] = set()  # rows leased by this worker and not done yet (the heartbeat renews them)
@@ -210,7 +212,7 @@ class Outbox:
             leased = {r.id for rows in lanes.values() for r in rows}
             self._held |= leased
             try:
-                results = await asyncio.gather(*(self._deliver_lane(rows) for rows in lanes.values()))
+                results = await asyncio.gather(*(self._bounded_lane(rows) for rows in lanes.values()))
             finally:
                 self._held -= leased
             return sum(results)
@@ -268,6 +270,12 @@ class Outbox:
             if behind:
                 await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(behind)).values(lease_until=None))
             return out
+
+    async def _bounded_lane(self, rows: list[_Row]) -> int:
+        """A lane of a pass, at most LANES at a time (the HTTP and Redis pools are finite; a backlog of hundreds
+        of chats would otherwise queue on them or fail for want of a connection)."""
+        async with self._lanes:
+            return await self._deliver_lane(rows)
 
     async def _deliver_lane(self, rows: list[_Row]) -> int:
         done = 0

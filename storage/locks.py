@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 REDIS_TIMEOUT = 1.0  # seconds: a Redis that does not answer must not hold up sending for long
+REDIS_CONNECTIONS = 50  # per worker
 
 
 @dataclass
@@ -43,5 +44,9 @@ class LocalLocks:
 
 def make_redis(url: str) -> aioredis.Redis:
     """Return an asyncio Redis client for `url` (bytes responses), quick to give up when Redis is down."""
-    return aioredis.Redis.from_url(url, decode_responses=False, socket_timeout=REDIS_TIMEOUT,
-                                   socket_connect_timeout=REDIS_TIMEOUT)
+    # a blocking pool: a burst of senders (hundreds of chats in one outbox pass) waits briefly for a free
+    # connection instead of failing with MaxConnectionsError, which would look like Redis being down
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_TIMEOUT,
+                                                    socket_timeout=REDIS_TIMEOUT,
+                                                    socket_connect_timeout=REDIS_TIMEOUT)
+    return aioredis.Redis(connection_pool=pool, decode_responses=False)
