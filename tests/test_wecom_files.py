@@ -158,3 +158,20 @@ async def test_upload_limits(bot: WecomBot) -> None:
                                         "file": {"media_id": "media-unknown"}})
     assert fake.violations == [("message/send", 40007, "invalid media_id")]
     fake.violations.clear()
+
+
+async def test_a_file_wecom_could_not_deliver_comes_again(bot: WecomBot) -> None:
+    """msg_send_fail for the file (the session had expired): the file alone is held and, when the resident
+    writes, uploaded again (a media_id lasts 3 days) and sent — the caption is not repeated."""
+    fake = bot.fake
+    await bot.resident(RES, "你好")
+    await bot.resident(RES, "导出我的数据")
+    file_msgid = fake.kf_out[RES][-1]["msgid"]
+    await fake.kf_event(RES, {"event_type": "msg_send_fail", "fail_msgid": file_msgid, "fail_type": 4})
+    await bot.settle()
+    assert len(fake.kf_files(RES)) == 1
+    await bot.advance(days=4)  # the first upload has expired by now
+    await bot.resident(RES, "在吗")
+    files = fake.kf_files(RES)
+    assert len(files) == 2 and files[1] == files[0] and fake.uploads == 2
+    assert sum("JSON" in t for t in fake.kf_texts(RES)) == 1
