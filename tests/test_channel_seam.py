@@ -40,8 +40,9 @@ def test_traits_by_channel() -> None:
                                                                     "fallback_teams": ["t-xingfu-elderly"]}}}})
 
     on = registry.traits(demo_config("sqlite+aiosqlite:///:memory:", None, robot(True)))  # type: ignore[arg-type]
-    assert on["wecom"] == ChannelTraits(fanout=True, no_files=True)
-    assert on["wecom_kf"].no_files and on["wecom_bot"].no_files
+    assert on["wecom"] == ChannelTraits(fanout=True)  # files: media/upload, then a file message
+    assert not on["wecom_kf"].no_files  # the same for residents in 微信客服
+    assert on["wecom_bot"].no_files  # a team's group never gets a resident's export
     assert on["wecom_bot"].replaces_private == "wecom"
     assert on["wecom_bot"].keep_private_for == frozenset({"t-xingfu-elderly"})
     assert on.get("telegram", NO_TRAITS) == NO_TRAITS

@@ -155,10 +155,10 @@ async def test_the_kf_cursor_stays_before_a_message_the_core_could_not_handle(ba
             async with bot.app.db.read() as s:
                 cursor = await channel_repo.get_channel_state(s, NAME, f"cursor:{fake.open_kfid}")
             assert cursor is None  # never saved past the message
-        assert await fake.resident_says(user, "为老服务") == [200]
+        assert await fake.resident_says(user, "同意") == [200]
         await bot.settle()
         texts = fake.kf_texts(user)
-        assert [t.split("\n")[0] for t in texts] == ["您好！这里是幸福县新时代文明实践中心志愿服务。",
-                                                     "请问需要哪方面的帮助？", "需要哪项服务？"]
+        assert [t.split("\n")[0] for t in texts] == ["【隐私说明】", "谢谢您！我们开始吧。",  # the first message, once
+                                                     "您好！这里是幸福县新时代文明实践中心志愿服务。", "请问需要哪方面的帮助？"]
     finally:
         await bot.close()

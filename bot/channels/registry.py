@@ -50,13 +50,15 @@ def traits(cfg: Config) -> dict[str, ChannelTraits]:
         # the simulator's "platform" is its chat log in our database: purged and erased like the rest
         "simulator": ChannelTraits(transcript=Transcript(SimMessage, SimMessage.chat_id, SimMessage.created_at)),
         # the corp app: one card to "a|b|c" reaches every member, and one click's update changes every copy
-        "wecom": ChannelTraits(fanout=True, no_files=True),
-        # 微信客服: files need media/upload first (not done yet); copies of what was sent are kept to explain a
-        # failed send
-        "wecom_kf": ChannelTraits(no_files=True, transcript=Transcript(WecomKfSent, WecomKfSent.external_userid,
-                                                                       WecomKfSent.sent_at)),
+        # (a file goes up with media/upload and out as a file message)
+        "wecom": ChannelTraits(fanout=True),
+        # 微信客服: files as on the app (a document is two messages of kf's budget); copies of what was sent are
+        # kept to explain a failed send
+        "wecom_kf": ChannelTraits(transcript=Transcript(WecomKfSent, WecomKfSent.external_userid,
+                                                        WecomKfSent.sent_at)),
         # the smart robot's card in a team's group stands for the app's private cards (except fallback teams)
-        # while the robot runs; when its card cannot be posted, the members get those private cards after all
+        # while the robot runs; when its card cannot be posted, the members get those private cards after all;
+        # a group never gets a file (a resident's export is private data)
         "wecom_bot": ChannelTraits(replaces_private="wecom" if aibot.enabled else None,
                                    keep_private_for=frozenset(aibot.fallback_teams),
                                    card_failed_key="wecom_bot.card_failed", no_files=True),

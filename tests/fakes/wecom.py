@@ -5,7 +5,10 @@ Rules enforced (PROTOCOLS.md): access tokens expire (42001) or are unknown (4001
 48 h of the resident's last message (95002) and at most 5 per resident message (95001), only while the
 session is new or with the bot; texts ≤ 2048 bytes, msgmenu limits; per member from the app 30/min and
 1000/h — the excess is DROPPED SILENTLY and recorded in `dropped`; response codes are single-use and
-valid 72 h; task ids are unique. Every refused call is recorded in `violations`.
+valid 72 h; task ids are unique; media/upload takes a multipart form with one "media" part (a file name,
+type=file, more than 5 bytes and at most 20 MB) and its media_id lasts 3 days; file messages (app and kf)
+carry such a media_id, and what they delivered can be read back (`kf_files`, `app_files`). Every refused call
+is recorded in `violations`.
 """
 from __future__ import annotations
 
@@ -46,6 +49,17 @@ class KfUser:
 
 
 @dataclass
+class Media:
+    """An uploaded temporary file (media/upload)."""
+
+    filename: str
+    content: bytes
+    content_type: str
+    kind: str
+    at: datetime
+
+
+@dataclass
 class Card:
     """One template card (task_id) and its recipients."""
 
@@ -82,6 +96,8 @@ class FakeWecom:
         self.welcome_codes: dict[str, tuple[str, datetime]] = {}
         self.trans_log: list[dict[str, Any]] = []
         self.fail_next: dict[str, int] = {}  # path -> errcode to answer once (e.g. 45009)
+        self.media: dict[str, Media] = {}
+        self.uploads = 0  # media/upload calls that were accepted
         self.empty_page_once = False  # kf/sync_msg quirk: has_more=1 with an empty list
         self.gate: asyncio.Event | None = None  # when set up, API calls wait until it is set (a slow WeCom)
         self._seq = itertools.count(1)
@@ -95,8 +111,9 @@ class FakeWecom:
     # ---- server ------------------------------------------------------------------------------------
     async def start(self) -> FakeWecom:
         """Listen on 127.0.0.1 on a free port."""
-        app = web.Application()
+        app = web.Application(client_max_size=25 * 1024 * 1024)  # WeCom's own 20 MB limit is checked below
         app.router.add_get("/cgi-bin/gettoken", self._gettoken)
+        app.router.add_post("/cgi-bin/media/upload", self._upload)
         for path, handler in self._routes().items():
             app.router.add_post(f"/cgi-bin/{path}", self._wrap(path, handler))
         self._runner = web.AppRunner(app, access_log=None)
@@ -122,17 +139,30 @@ class FakeWecom:
                 "kf/service_state/get": api.state_get, "kf/service_state/trans": api.state_trans,
                 "kf/add_contact_way": api.add_contact_way}
 
+    async def _guard(self, path: str, request: web.Request) -> web.Response | None:
+        """What every API call goes through first: the gate, the token, an injected failure."""
+        if self.gate is not None:
+            await self.gate.wait()
+        token = request.query.get("access_token", "")
+        if token not in self.tokens:
+            return self.error(path, 40014, "invalid access_token")
+        if self.clock.now() >= self.tokens[token]:
+            return self.error(path, 42001, "access_token expired")
+        if path in self.fail_next:
+            return self.error(path, self.fail_next.pop(path), "injected")
+        return None
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        from tests.fakes import wecom_api as api
+
+        refused = await self._guard("media/upload", request)
+        return refused or web.json_response(await api.media_upload(self, request))
+
     def _wrap(self, path: str, handler: Any) -> Any:
         async def route(request: web.Request) -> web.Response:
-            if self.gate is not None:
-                await self.gate.wait()
-            token = request.query.get("access_token", "")
-            if token not in self.tokens:
-                return self.error(path, 40014, "invalid access_token")
-            if self.clock.now() >= self.tokens[token]:
-                return self.error(path, 42001, "access_token expired")
-            if path in self.fail_next:
-                return self.error(path, self.fail_next.pop(path), "injected")
+            refused = await self._guard(path, request)
+            if refused is not None:
+                return refused
             try:  # wechatpy sends JSON without a Content-Type: read the raw body
                 body = json.loads(await request.read() or b"{}")
             except ValueError:
@@ -281,13 +311,25 @@ class FakeWecom:
 
     # ---- what people see -----------------------------------------------------------------------------
     def texts(self, userid: str) -> list[str]:
-        """What a member's app chat shows (cards as they are now)."""
-        return [m["text"] if m["kind"] == "text" else card_text(self.cards[m["task_id"]].card)
+        """What a member's app chat shows (cards as they are now; a file as "[文件] <name>")."""
+        return [card_text(self.cards[m["task_id"]].card) if m["kind"] == "card" else m["text"]
                 for m in self.app_inbox[userid]]
 
     def kf_texts(self, user: str) -> list[str]:
         """What a resident's kf chat shows."""
         return [m["text"] for m in self.kf_out[user]]
+
+    def _file(self, media_id: str) -> tuple[str, str]:
+        media = self.media[media_id]
+        return media.filename, media.content.decode()
+
+    def kf_files(self, user: str) -> list[tuple[str, str]]:
+        """(file name, text content) of every file a resident received in kf, oldest first."""
+        return [self._file(m["file"]) for m in self.kf_out[user] if "file" in m]
+
+    def app_files(self, userid: str) -> list[tuple[str, str]]:
+        """(file name, text content) of every file a member received from the app, oldest first."""
+        return [self._file(m["media_id"]) for m in self.app_inbox[userid] if m["kind"] == "file"]
 
 
 def card_text(card: dict[str, Any]) -> str:

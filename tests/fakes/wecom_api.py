@@ -4,7 +4,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes.wecom import TASK_ID, Card
+from aiohttp import BodyPartReader, web
+
+from tests.fakes.wecom import TASK_ID, Card, Media, epoch
 
 if TYPE_CHECKING:
     from tests.fakes.wecom import FakeWecom
@@ -12,6 +14,44 @@ if TYPE_CHECKING:
 TEXT_BYTES = 2048
 CODE_VALID = timedelta(hours=72)
 KF_WINDOW = timedelta(hours=48)
+MEDIA_VALID = timedelta(days=3)
+MEDIA_LIMITS = {"file": 20 * 1024 * 1024}  # bytes; image/voice/video are not used by the bot: refused here
+MEDIA_MIN = 6  # "所有文件size必须大于5个字节"
+
+
+async def media_upload(fake: FakeWecom, request: web.Request) -> dict[str, Any]:
+    """media/upload?type=file: a multipart/form-data body with one part named "media" carrying a file name."""
+    kind = request.query.get("type", "")
+    if kind not in MEDIA_LIMITS:
+        return fake.refuse("media/upload", 40004, "invalid media type")
+    if not request.content_type.startswith("multipart/form-data"):
+        return fake.refuse("media/upload", 44001, "empty media data (not multipart/form-data)")
+    reader = await request.multipart()
+    parts: list[tuple[str, str, str, bytes]] = []
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            return fake.refuse("media/upload", 44001, "empty media data (nested multipart)")
+        parts.append((part.name or "", part.filename or "", part.headers.get("Content-Type", ""),
+                      await part.read()))
+    media = [p for p in parts if p[0] == "media"]
+    if len(parts) != 1 or len(media) != 1 or not media[0][1]:
+        return fake.refuse("media/upload", 44001, "empty media data (one part named media with a filename)")
+    _, filename, content_type, content = media[0]
+    if not MEDIA_MIN <= len(content) <= MEDIA_LIMITS[kind]:
+        return fake.refuse("media/upload", 40006, "invalid file size")
+    media_id = fake.next_id("media")
+    fake.media[media_id] = Media(filename, content, content_type, kind, fake.clock.now())
+    fake.uploads += 1
+    return {"errcode": 0, "errmsg": "", "type": kind, "media_id": media_id,
+            "created_at": str(epoch(fake.clock.now()))}
+
+
+def _file_of(fake: FakeWecom, body: dict[str, Any]) -> Media | None:
+    """The uploaded file a file message names, if it is one WeCom still has (3 days)."""
+    media = fake.media.get(str((body.get("file") or {}).get("media_id", "")))
+    if media is None or media.kind != "file" or fake.clock.now() - media.at > MEDIA_VALID:
+        return None
+    return media
 
 
 def _over_rate(fake: FakeWecom, user: str) -> bool:
@@ -60,6 +100,11 @@ def message_send(fake: FakeWecom, body: dict[str, Any]) -> dict[str, Any]:
         fake.codes[code] = {"task_id": card["task_id"], "at": fake.clock.now(), "used": False}
         out["response_code"] = code
         entry = {"kind": "card", "task_id": card["task_id"]}
+    elif kind == "file":
+        media = _file_of(fake, body)
+        if media is None:
+            return fake.refuse("message/send", 40007, "invalid media_id")
+        entry = {"kind": "file", "media_id": body["file"]["media_id"], "text": f"[文件] {media.filename}"}
     else:
         return fake.refuse("message/send", 40008, "unsupported msgtype")
     for user in users:
@@ -117,6 +162,11 @@ def _kf_content(fake: FakeWecom, body: dict[str, Any]) -> dict[str, Any] | str:
                 len(c["id"].encode()) > 64 or len(c["content"].encode()) > 128 for c in clicks):
             return "msgmenu over its limits"
         return {"text": "\n".join([head, *(c["content"] for c in clicks)]), "items": clicks}
+    if kind == "file":
+        media = _file_of(fake, body)
+        if media is None:
+            return "invalid media_id"
+        return {"text": f"[文件] {media.filename}", "file": body["file"]["media_id"]}
     return "unsupported msgtype"
 
 

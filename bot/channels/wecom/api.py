@@ -1,17 +1,19 @@
 """The WeCom server API over aiohttp (wechatpy is synchronous and hard-codes its host): a cached,
-shared access_token refreshed once per 40014/42001, and 45009 turned into RetryLater."""
+shared access_token refreshed once per 40014/42001, and 45009 turned into RetryLater. Files go up with
+media/upload (multipart) first; the media_id it returns is what a file message carries."""
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 
-from bot.channels.base import RetryLater
+from bot.channels.base import PermanentSendError, RetryLater
 from bot.clock import Clock
 from storage import channel_repo
 from storage.db import Database
@@ -21,6 +23,9 @@ TOKEN_ERRORS = (40014, 42001)  # invalid / expired access_token
 RATE_LIMITED = 45009
 MARGIN = timedelta(minutes=5)  # refresh a little before WeCom's 7200 s are up
 LEASE_WAITS = 50  # × 0.1 s: how long a worker waits for another one's fetch before fetching itself
+# media/upload (developer.work.weixin.qq.com/document/path/90253): type=file, 5 bytes < size ≤ 20 MB; the media_id
+# is valid 3 days and shared by every app of the corp (so kf may send what the app's token uploaded, and back)
+FILE_MIN_BYTES, FILE_MAX_BYTES = 6, 20 * 1024 * 1024
 
 
 class WecomError(Exception):
@@ -99,18 +104,34 @@ class WecomApi:
 
     async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST a JSON call; the token is refreshed once if WeCom says it is invalid or expired."""
+        data = json.dumps(body, ensure_ascii=False).encode()
+        return await self._authorized(path, {}, lambda: data)
+
+    async def upload_file(self, filename: str, content: bytes, mime: str) -> str:
+        """media/upload?type=file (multipart, field "media" with the file name WeCom shows): the media_id.
+        A file outside WeCom's size limits is refused here for good (PermanentSendError)."""
+        if not FILE_MIN_BYTES <= len(content) <= FILE_MAX_BYTES:
+            raise PermanentSendError(f"a file of {len(content)} bytes is outside media/upload's limits")
+
+        def form() -> aiohttp.FormData:  # a FormData can be sent once: a fresh one for the retry with a new token
+            data = aiohttp.FormData()
+            data.add_field("media", content, filename=filename, content_type=mime or "application/octet-stream")
+            return data
+
+        out = await self._authorized("media/upload", {"type": "file"}, form)
+        return str(out["media_id"])
+
+    async def _authorized(self, path: str, params: dict[str, str], data: Callable[[], Any]) -> dict[str, Any]:
         token = await self.token()
         try:
-            return await self._request("POST", path, params={"access_token": token}, body=body)
+            return await self._request("POST", path, params={**params, "access_token": token}, data=data())
         except WecomError as exc:
             if exc.errcode not in TOKEN_ERRORS:
                 raise
         token = await self.token(stale=token)
-        return await self._request("POST", path, params={"access_token": token}, body=body)
+        return await self._request("POST", path, params={**params, "access_token": token}, data=data())
 
-    async def _request(self, method: str, path: str, params: dict[str, str],
-                       body: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
+    async def _request(self, method: str, path: str, params: dict[str, str], data: Any = None) -> dict[str, Any]:
         async with self._http().request(method, self.base + path, params=params, data=data) as r:
             if r.status != 200:
                 raise ConnectionError(f"{path}: HTTP {r.status}")

@@ -1,10 +1,11 @@
 """Volunteers and coordinators through the corp's self-built app (自建应用).
 
 Inbound: text messages and slash commands, and template_card_event clicks (a press; its ResponseCode
-is stored for the card before dispatching). Outbound: text (split at 2048 bytes) or a
-button_interaction template card, to one member or to "u1|u2|u3" in ONE message/send, within 30/min and
-1000/h per member. Editing a card spends a stored response code on message/update_template_card with
-atall=1, which changes every copy; without a code the members get a short text instead.
+is stored for the card before dispatching). Outbound: text (split at 2048 bytes), a file (media/upload,
+then msgtype file, its text sent first) or a button_interaction template card, to one member or to
+"u1|u2|u3" in ONE message/send, within 30/min and 1000/h per member. Editing a card spends a stored
+response code on message/update_template_card with atall=1, which changes every copy; without a code the
+members get a short text instead.
 """
 from __future__ import annotations
 
@@ -83,6 +84,8 @@ class AppChannel:
                 if res.get("response_code"):  # the sender's own code: an update without any click
                     await store.code_add(s, str(res["response_code"])[:128], task_id, self.clock.now())
             return task_id
+        if msg.document is not None:
+            return await self._send_document(chat_id, msg)
         parts = render.split_bytes(msg.text)
         await self._reserve(users, len(parts))
         msgid = ""
@@ -91,6 +94,21 @@ class AppChannel:
                                                        "agentid": self.agent_id, "text": {"content": part}})
             msgid = str(res.get("msgid") or uuid.uuid4().hex)
         return f"text:{msgid}"
+
+    async def _send_document(self, chat_id: str, msg: Message) -> str:
+        """The text (a caption) first, then the file: uploaded before anything is sent, so a failed upload
+        sends nothing and the outbox tries the whole message again."""
+        doc = msg.document
+        assert doc is not None
+        parts = render.split_bytes(msg.text) if msg.text else []
+        await self._reserve(chat_id.split("|"), len(parts) + 1)
+        media_id = await self.api.upload_file(doc.filename, doc.content.encode(), doc.mime)
+        for part in parts:
+            await self.api.call("message/send", {"touser": chat_id, "msgtype": "text", "agentid": self.agent_id,
+                                                 "text": {"content": part}})
+        res = await self.api.call("message/send", {"touser": chat_id, "msgtype": "file", "agentid": self.agent_id,
+                                                   "file": {"media_id": media_id}})
+        return f"file:{res.get('msgid') or uuid.uuid4().hex}"
 
     async def edit(self, chat_id: str, message_id: str, msg: Message) -> None:
         """Turn every copy of a card into `msg` (one response code, atall=1); texts cannot change."""

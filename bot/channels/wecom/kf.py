@@ -83,23 +83,33 @@ class KfChannel:
         await self.api.close()
 
     async def send(self, chat_id: str, msg: Message, key: str | None = None) -> str:
-        """Send within the budget (a message with buttons is one msgmenu), else hold it."""
+        """Send within the budget (a message with buttons is one msgmenu), else hold it. A document takes two
+        messages of the budget (its caption, then the file) and is uploaded before anything is sent: a failed
+        upload gives the budget back and the outbox tries the whole message again."""
         payloads = render.kf_payloads(msg)
         async with self.db.transaction() as s:
             if await store.kf_has_held(s, chat_id) or not await store.kf_reserve(s, chat_id, len(payloads),
                                                                                    self.clock.now()):
                 raise WaitForInbound()
+        media_id = ""
+        if msg.document is not None:
+            try:
+                media_id = await self.api.upload_file(msg.document.filename, msg.document.content.encode(),
+                                                      msg.document.mime)
+            except Exception as exc:
+                await self._refused(chat_id, len(payloads), exc)
         msgid = ""
         for i, body in enumerate(payloads):
             msgid = f"wu{uuid.uuid4().hex[:28]}"
+            if body["msgtype"] == "file":
+                body = {**body, "file": {"media_id": media_id}}
             try:
                 await self.api.call("kf/send_msg", {"touser": chat_id, "open_kfid": self.open_kfid,
                                                     "msgid": msgid, **body})
             except (WecomError, RetryLater) as exc:
                 await self._refused(chat_id, len(payloads) - i, exc)
             async with self.db.transaction() as s:
-                part = message_payload(msg if body["msgtype"] == "msgmenu" else Message(body["text"]["content"]))
-                await store.kf_record_sent(s, msgid, chat_id, part, self.clock.now())
+                await store.kf_record_sent(s, msgid, chat_id, _sent_part(msg, body), self.clock.now())
         return msgid
 
     async def _refused(self, user: str, unsent: int, exc: Exception) -> NoReturn:
@@ -283,6 +293,16 @@ class KfChannel:
     async def idle(self) -> None:
         """Wait for callbacks in progress (tests)."""
         await self.endpoint.idle()
+
+
+def _sent_part(msg: Message, body: dict[str, Any]) -> dict[str, Any]:
+    """What a sent kf message was, as an outbox payload (a msg_send_fail queues it again): a file is the document
+    itself (uploaded again then: a media_id lasts only 3 days)."""
+    if body["msgtype"] == "file":
+        return message_payload(Message("", document=msg.document))
+    if body["msgtype"] == "msgmenu":
+        return message_payload(Message(msg.text, msg.buttons, msg.phone_button))
+    return message_payload(Message(body["text"]["content"]))
 
 
 async def _hold(s: AsyncSession, row_id: int) -> None:

@@ -1,4 +1,4 @@
-"""Channel-neutral Messages as WeCom payloads: kf text / msgmenu, app text / template cards.
+"""Channel-neutral Messages as WeCom payloads: kf text / msgmenu / file, app text / template cards.
 
 Limits (PROTOCOLS.md): text ≤ 2048 bytes (split on character boundaries, at a line end when one is
 near); msgmenu head ≤ 1024 B, ≤ 10 click items (id ≤ 64 B, content ≤ 128 B); card buttons ≤ 6, their
@@ -55,7 +55,12 @@ def _fits_menu(buttons: list[Button]) -> bool:
 
 
 def kf_payloads(msg: Message) -> list[dict[str, Any]]:
-    """kf/send_msg bodies (without touser/open_kfid/msgid); a message with buttons is one msgmenu."""
+    """kf/send_msg bodies (without touser/open_kfid/msgid); a message with buttons is one msgmenu. A document is
+    its text first (the caption, when there is one), then a file message whose media_id the sender fills in
+    after media/upload: two messages of kf's budget."""
+    if msg.document is not None:
+        caption = kf_payloads(Message(msg.text, msg.buttons)) if msg.text or msg.buttons else []
+        return [*caption, {"msgtype": "file", "file": {"media_id": ""}}]
     buttons = msg.flat_buttons()
     if not _fits_menu(buttons):
         return [{"msgtype": "text", "text": {"content": p}} for p in split_bytes(_numbered(msg))]
