@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -33,6 +35,14 @@ def alembic_config(url: str) -> Config:
     # ConfigParser interpolation would choke on a '%' in a URL-encoded password.
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def upgrade_sync(url: str) -> None:
@@ -122,9 +132,20 @@ class Database:
             await session.connection()  # emits the (lazy) BEGIN IMMEDIATE now, if nothing has yet
 
     async def upgrade(self) -> None:
-        """Migrate this database to the newest revision."""
+        """Migrate this database to the newest revision (a look at alembic_version first: a database already
+        there costs one query, not a run of alembic)."""
+        if await self.revision() == head_revision():
+            return
         # alembic's env.py calls asyncio.run, which cannot nest inside the running loop.
         await asyncio.to_thread(upgrade_sync, self.url)
+
+    async def revision(self) -> str | None:
+        """The migration this database is at (None: not migrated yet)."""
+        try:
+            async with self.engine.connect() as conn:
+                return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one_or_none()
+        except SQLAlchemyError:
+            return None
 
     async def dispose(self) -> None:
         """Close all pooled connections."""

@@ -507,9 +507,10 @@ async def take_timer(s: AsyncSession, timer_id: int, now: datetime) -> Timer | N
 
 # ---- config sync ------------------------------------------------------------------------------------------
 
-async def upsert_team(s: AsyncSession, team_id: str, name: str, unit: str, level: str) -> None:
-    """Create or update a team row."""
-    row = await s.get(Team, team_id)
+async def upsert_team(s: AsyncSession, team_id: str, name: str, unit: str, level: str,
+                      known: dict[str, Team] | None = None) -> None:
+    """Create or update a team row (`known`: the rows already read, so none is looked up one by one)."""
+    row = known.get(team_id) if known is not None else await s.get(Team, team_id)
     if row is None:
         s.add(Team(id=team_id, name=name, unit=unit, level=level))
     else:
@@ -518,9 +519,9 @@ async def upsert_team(s: AsyncSession, team_id: str, name: str, unit: str, level
 
 async def upsert_staff(s: AsyncSession, person_id: str, name: str, phone: str | None, now: datetime,
                        volunteer: bool = False, coordinator: bool = False, trained: bool = False,
-                       unit: str | None = None) -> None:
-    """Create or update a volunteer/coordinator seeded from config."""
-    row = await s.get(Person, person_id)
+                       unit: str | None = None, known: dict[str, Person] | None = None) -> None:
+    """Create or update a volunteer/coordinator seeded from config (`known`: the rows already read)."""
+    row = known.get(person_id) if known is not None else await s.get(Person, person_id)
     if row is None:
         row = Person(id=person_id, created_at=now)
         s.add(row)
@@ -537,8 +538,14 @@ async def set_memberships(s: AsyncSession, pairs: set[tuple[str, str]]) -> None:
 
 
 async def ensure_identity(s: AsyncSession, channel: str, external_id: str, person_id: str, chat_id: str,
-                          name: str) -> None:
-    """Link a platform account to a person (if not linked yet)."""
+                          name: str, known: set[tuple[str, str]] | None = None) -> None:
+    """Link a platform account to a person (if not linked yet; `known`: the accounts already there)."""
+    if known is not None:
+        if (channel, external_id) not in known:
+            known.add((channel, external_id))
+            s.add(Identity(channel=channel, external_id=external_id, person_id=person_id, chat_id=chat_id,
+                           display_name=name))
+        return
     row = await s.get(Identity, (channel, external_id))
     if row is None:
         s.add(Identity(channel=channel, external_id=external_id, person_id=person_id, chat_id=chat_id,

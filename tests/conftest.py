@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,10 +76,57 @@ def _require(failed: str) -> None:
     )
 
 
+def _head() -> str:
+    """The newest migration (what App.start migrates to)."""
+    from alembic.script import ScriptDirectory
+
+    from storage.db import alembic_config
+
+    if not _heads:
+        _heads.append(ScriptDirectory.from_config(alembic_config(PG_URL)).get_current_head() or "")
+    return _heads[0]
+
+
+_heads: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session: each test starts from a copy (migrating a new file
+    for every test would cost a second or more each)."""
+    from storage.db import upgrade_sync
+
+    path = tmp_path_factory.mktemp("template") / "wuwei.db"
+    with ThreadPoolExecutor(1) as pool:  # alembic runs its own event loop: not inside the test's
+        pool.submit(upgrade_sync, f"sqlite+aiosqlite:///{path}").result()
+    return path
+
+
+async def _reset_postgres(conn: asyncpg.Connection, empty: bool) -> None:
+    """An empty database: the schema at head with every table emptied (fast), or with `empty` no schema at all
+    (for the tests of migrating itself). Whatever schema a previous test left that is not at head is dropped."""
+    version = None
+    if not empty:
+        try:
+            version = await conn.fetchval("SELECT version_num FROM alembic_version")
+        except asyncpg.UndefinedTableError:
+            version = None
+    if version is not None and version == _head():
+        tables = [r["tablename"] for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")]
+        await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+        return
+    await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """A fresh, empty database (not migrated) on each backend."""
+    """An empty database on each backend: migrated to head with no rows, or — for a test marked `empty_db`
+    (the tests of migrating) — with no schema at all."""
+    empty = request.node.get_closest_marker("empty_db") is not None
     if request.param == "sqlite":
+        if not empty:
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), tmp_path / "wuwei.db")
         yield Backend("sqlite", f"sqlite+aiosqlite:///{tmp_path}/wuwei.db", None)
         return
     failed = await _check_services()
@@ -87,7 +136,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     prefix = f"wuwei-test:{uuid.uuid4().hex}:"
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", PG_TEST_LOCK_ID)
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        await _reset_postgres(conn, empty)
         yield Backend("postgres", PG_URL, REDIS_URL, prefix)
     finally:
         await delete_redis_keys(REDIS_URL, prefix)

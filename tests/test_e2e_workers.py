@@ -55,6 +55,7 @@ async def test_two_workers_starting_at_once_on_a_new_database(backend: Backend) 
             await s.close()
 
 
+@pytest.mark.empty_db
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # several worker processes need PostgreSQL
 async def test_workers_migrating_at_once(backend: Backend) -> None:
     """`wuwei run` migrates first: worker processes started together on a new PostgreSQL database take turns

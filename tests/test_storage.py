@@ -55,6 +55,7 @@ async def _current_revision(database: Database) -> str | None:
         return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
 
 
+@pytest.mark.empty_db
 async def test_upgrade_creates_schema_matching_models(backend: Backend) -> None:
     database = Database(backend.database_url)
     try:
