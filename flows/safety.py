@@ -154,9 +154,13 @@ class _Text:
             return False
         return not (cue and cue.unless and cue.unless.search(self.text[s_start:s_end]))
 
-    def score(self, cues: list[Cue]) -> tuple[int, list[str]]:
+    def score(self, cues: list[Cue], enough: int | None = None) -> tuple[int, list[str]]:
+        """The summed weight and the names of the cues that count; with `enough`, it stops once the score
+        reaches it (the verdict is settled; a long message need not be scanned for every other cue)."""
         score, hits = 0, []
         for cue in cues:
+            if enough is not None and score >= enough:
+                break
             found = list(cue.pattern.finditer(self.text))
             if any(self.counts(m, cue) for m in found):
                 score += cue.weight
@@ -166,44 +170,59 @@ class _Text:
         return score, hits
 
 
+def now(plain: str) -> bool:
+    """A medical emergency is now: the text says so (突然, 刚才, 快来, 救护车), or speaks neither of the past or a
+    hypothetical (去年, 后遗症, 复查, 如果, 预防) nor of a story or the news. `plain` is normalised text."""
+    return bool(MEDICAL_NOW.search(plain) or not (MEDICAL_PAST.search(plain) or DISTANCE.search(plain)))
+
+
 def rules(text: str | None) -> Assessment:
     """The verdict of the rules alone, with the names of the cues that counted."""
+    return _rules(text)[0]
+
+
+def _rules(text: str | None) -> tuple[Assessment, str]:
+    """The verdict of the rules, and the text they read (normalised, idioms blanked: what the models read)."""
     if not text or not text.strip():
-        return Assessment(None)
+        return Assessment(None), ""
     plain = _blank(normalise(text), IDIOMS)
     score, hits = _Text(plain).score([HYPERBOLE])
     msg = _Text(_blank(plain, HYPERBOLE.pattern))
     plain = msg.text
-    more, names = msg.score(SELF_HARM)
+    more, names = msg.score(SELF_HARM, enough=THRESHOLD - score)
     score, hits = score + more, hits + names
     if score and INSIST.pattern.search(plain):
         score, hits = score + INSIST.weight, [*hits, INSIST.name]
     if score >= THRESHOLD:
-        return Assessment("self_harm", score, hits)
+        return Assessment("self_harm", score, hits), plain
     guarded = list(msg.guarded)
     medical, names = msg.score(MEDICAL)
-    if medical >= THRESHOLD and (MEDICAL_NOW.search(plain) or not (MEDICAL_PAST.search(plain)
-                                                                 or DISTANCE.search(plain))):
-        return Assessment("medical", score, hits + names)
-    return Assessment(None, score, hits, guarded)
+    if medical >= THRESHOLD and now(plain):
+        return Assessment("medical", score, hits + names), plain
+    return Assessment(None, score, hits, guarded), plain
 
 
 def assess(text: str | None) -> Assessment:
-    """The verdict with its reasons (for tests and the benchmark; the bot uses `detect`): the rules, then, when
-    they found neither risk nor a medical emergency, the model (a cue "model 0.83: 不想活 / 拖累" with its score
-    and the n-grams that weighed most)."""
-    verdict = rules(text)
-    if verdict.kind or verdict.guarded or not text or not text.strip():
-        return verdict  # the model does not overrule a guard of the rules on the very words it set aside
-    plain = blanked(text)
-    if ENDING_A_REQUEST.search(plain):
+    """The verdict with its reasons (for tests and the benchmark; the bot uses `detect`): the rules; when they
+    found neither risk nor a medical emergency, the self-harm model (a cue "model 0.83: 不想活 / 拖累" with its
+    score and the n-grams that weighed most), then the medical model (a cue "medical model 0.91: 噎住 / 憋")."""
+    verdict, plain = _rules(text)
+    if verdict.kind or not plain.strip():
         return verdict
-    model = safety_model.load()
-    got = model.score(plain)
-    bar = model.threshold_with_cue if verdict.score >= 1 else model.threshold
-    if got >= bar:
-        cue = f"model {got:.2f}: " + " / ".join(model.reasons(plain))
-        return Assessment("self_harm", verdict.score, [*verdict.cues, cue])
+    parts = safety_model.Parts(plain)  # the n-grams, taken once for both models
+    # the self-harm model does not overrule a guard of the rules on the very words it set aside, nor read
+    # ending a request as ending a life
+    if not verdict.guarded and not ENDING_A_REQUEST.search(plain):
+        model = safety_model.load()
+        got = model.score(parts)
+        if got >= (model.threshold_with_cue if verdict.score >= 1 else model.threshold):
+            cue = f"model {got:.2f}: " + " / ".join(model.reasons(plain))
+            return Assessment("self_harm", verdict.score, [*verdict.cues, cue])
+    medical = safety_model.load("medical")
+    got = medical.score(parts)
+    if got >= medical.threshold and now(plain):  # the same guard of the past as the medical rules
+        cue = f"medical model {got:.2f}: " + " / ".join(medical.reasons(plain))
+        return Assessment("medical", verdict.score, [*verdict.cues, cue])
     return verdict
 
 
