@@ -72,13 +72,21 @@ from flows.safety_rules import (
     TRAD,
     WISH,
     Cue,
+    prefilter,
 )
 
 THRESHOLD = 2
+_SLANG = [(pattern, word, prefilter(pattern)) for pattern, word in SLANG]
+_PREFILTERS = {p: prefilter(p) for p in (IDIOMS, HYPERBOLE.pattern)}
 _ACCENTED = re.compile(r"[\u00c0-\u024f\u0300-\u036f]")
 _SENTENCE_END = re.compile(r"[。！？!?\n]")
 _SELF = re.compile(r"我|俺|咱|偶|i\b|i'm|\bme\b|\bmy\b")
 _CLAUSE_END = re.compile(r"[，。！？!?；;,\n…~～、：:（）()]|(?<=[\u4e00-\u9fff])\s+|\s+(?=[\u4e00-\u9fff])")
+# The same separators found in two scans that start with a character class (a pattern whose alternatives do not
+# all start with a literal is tried at every position; these skip to the candidates, several times faster).
+_PUNCT = re.compile(r"[，。！？!?；;,\n…~～、：:（）()]")
+_SPACES = re.compile(r"[^\S\n]+")
+_HAN = re.compile(r"[\u4e00-\u9fff]")
 _NEGATION_WINDOW = 7
 
 
@@ -95,13 +103,16 @@ class Assessment:
 def normalise(text: str) -> str:
     """NFKC (full-width → half-width), lower case, no tone marks, traditional → simplified for the characters
     that matter, pinyin and homophone spellings of the key words (想si, zs, 紫砂) → characters."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    if not unicodedata.is_normalized("NFKC", text):  # the check is far cheaper than the normalisation
+        text = unicodedata.normalize("NFKC", text)
+    text = text.lower()
     if _ACCENTED.search(text):  # pinyin with tone marks (自shā): drop the marks
         text = unicodedata.normalize("NFKD", text)
         text = unicodedata.normalize("NFKC", "".join(c for c in text if not unicodedata.combining(c)))
     text = text.translate(TRAD)
-    for pattern, word in SLANG:
-        text = pattern.sub(word, text)
+    for pattern, word, needs in _SLANG:
+        if needs is None or needs.search(text):
+            text = pattern.sub(word, text)
     return text
 
 
@@ -112,6 +123,9 @@ def blanked(text: str) -> str:
 
 def _blank(text: str, pattern: re.Pattern[str]) -> str:
     """Replace every match by the same number of placeholders, so positions stay the same."""
+    needs = _PREFILTERS.get(pattern)
+    if needs is not None and not needs.search(text):
+        return text  # the pattern cannot match (a scan for a character class is cheaper than the pattern's own)
     return pattern.sub(lambda m: "□" * len(m.group()), text)
 
 
@@ -120,7 +134,11 @@ class _Text:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        seps = [(m.start(), m.end()) for m in _CLAUSE_END.finditer(text)]
+        seps = [(m.start(), m.end()) for m in _PUNCT.finditer(text)]
+        if " " in text or "\t" in text or "\u3000" in text or not text.isprintable():
+            seps += [(a, b) for a, b in (m.span() for m in _SPACES.finditer(text))
+                     if (a and _HAN.match(text, a - 1)) or _HAN.match(text, b)]
+            seps.sort()
         self._starts = [a for a, _ in seps]
         self._ends = [b for _, b in seps]
         self._stops = [m.start() for m in _SENTENCE_END.finditer(text)]
@@ -161,7 +179,7 @@ class _Text:
         for cue in cues:
             if enough is not None and score >= enough:
                 break
-            found = list(cue.pattern.finditer(self.text))
+            found = list(cue.pattern.finditer(self.text)) if cue.may_match(self.text) else []
             if any(self.counts(m, cue) for m in found):
                 score += cue.weight
                 hits.append(cue.name)

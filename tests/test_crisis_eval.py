@@ -94,7 +94,25 @@ def test_fast_enough() -> None:
     start = time.perf_counter()
     for text in texts:
         safety.detect(text)
-    assert (time.perf_counter() - start) / len(texts) < 0.005  # 5 ms per message; it is ~0.3 ms
+    assert (time.perf_counter() - start) / len(texts) < 0.005  # 5 ms per message; it is ~0.2 ms
+
+
+@pytest.mark.parametrize("kind", ["chatter", "crisis words"])
+def test_a_long_message_is_fast_enough(kind: str) -> None:
+    """2,000 characters: chatter that no rule settles (every cue, both models run) and the tune rows run together
+    (the rules settle it early). Best of 20 calls (this machine is shared with other jobs): ~3 ms."""
+    if kind == "chatter":
+        text = "今天天气不错，上午去菜市场买了点青菜和豆腐，下午在家看电视，孙子放学回来写作业。隔壁王阿姨送来饺子。"
+    else:
+        text = "，".join(r["text"] for r in ROWS if r["split"] == "tune")
+    text = (text * (2000 // len(text) + 1))[:2000]
+    safety.detect(text)  # the models are loaded
+    best = float("inf")
+    for _ in range(20):
+        start = time.perf_counter()
+        safety.detect(text)
+        best = min(best, time.perf_counter() - start)
+    assert best < 0.005
 
 
 # ---- focused cases (none of them is a row of the data set) ------------------------------------------------
