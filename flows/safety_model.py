@@ -123,10 +123,16 @@ def from_dict(data: dict[str, Any]) -> Model:
 
 
 def _riskiest(sentences: list[str]) -> list[str]:
-    """The sentences with the most distinct characters of positive weight in either model, in their order, up to
-    MODEL_CHARS characters in all (a sentence longer than that is cut)."""
-    risky = _risky_characters()
-    ranked = sorted(range(len(sentences)), key=lambda i: (-len(risky.intersection(sentences[i])), i))
+    """The sentences the models' single characters weigh most towards a risk (the higher of the two models'
+    character-only scores, normalised as the models are), in their order, up to MODEL_CHARS characters in all
+    (a sentence longer than that is cut)."""
+    weights = _character_weights()
+
+    def risk(sentence: str) -> float:
+        chars = set(sentence)
+        return max(sum(w.get(c, 0.0) for c in chars) for w in weights) / math.sqrt(len(chars) or 1)
+
+    ranked = sorted(range(len(sentences)), key=lambda i: (-risk(sentences[i]), i))
     chosen, room = [], MODEL_CHARS
     for i in ranked:
         if room <= 0:
@@ -137,8 +143,8 @@ def _riskiest(sentences: list[str]) -> list[str]:
 
 
 @cache
-def _risky_characters() -> frozenset[str]:
-    return frozenset(g for kind in FILES for g, w in load(kind).weights.items() if len(g) == 1 and w > 0)
+def _character_weights() -> tuple[dict[str, float], ...]:
+    return tuple({g: w for g, w in load(kind).weights.items() if len(g) == 1} for kind in FILES)
 
 
 @cache

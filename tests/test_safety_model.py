@@ -103,6 +103,20 @@ def test_a_medical_sentence_in_a_long_message_is_found() -> None:
     assert safety.detect(chatter) is None
 
 
+@pytest.mark.parametrize(("crisis", "kind"), [("世上没有我就好了。", "self_harm"),
+                                             ("我奶奶吃枣卡住了，说不出话。", "medical")])
+def test_the_models_find_one_sentence_in_the_middle_of_a_very_long_message(crisis: str, kind: str) -> None:
+    """Past safety_model.MODEL_CHARS the models read only the riskiest sentences: the one that matters is among
+    them, wherever it is."""
+    chatter = ("今天天气不错，上午去菜市场买了点青菜和豆腐，下午在家打扫卫生，孙子放学回来写作业。"
+               "隔壁王阿姨送来饺子，我们一起包了两百个，冻在冰箱里慢慢吃。") * 15
+    text = chatter + crisis + chatter
+    assert len(text) > 3 * safety_model.MODEL_CHARS
+    assert safety.rules(text).kind is None
+    assert safety.detect(text) == kind
+    assert safety.detect(chatter + chatter) is None
+
+
 def test_scores_are_deterministic_and_in_range() -> None:
     model = safety_model.load()
     text = safety.blanked(RULES_MISS[0])
