@@ -151,6 +151,7 @@ class _Text:
         self._starts = [a for a, _ in seps]
         self._ends = [b for _, b in seps]
         self._stops = [m.start() for m in _SENTENCE_END.finditer(text)]
+        self.chars = set(text)
         self.guarded: list[str] = []
 
     def clause(self, pos: int) -> tuple[int, int]:
@@ -188,7 +189,7 @@ class _Text:
         for cue in cues:
             if enough is not None and score >= enough:
                 break
-            found = list(cue.pattern.finditer(self.text)) if cue.may_match(self.text) else []
+            found = list(cue.pattern.finditer(self.text)) if cue.may_match(self.chars) else []
             if any(self.counts(m, cue) for m in found):
                 score += cue.weight
                 hits.append(cue.name)

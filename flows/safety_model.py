@@ -123,14 +123,14 @@ def from_dict(data: dict[str, Any]) -> Model:
 
 
 def _riskiest(sentences: list[str]) -> list[str]:
-    """The sentences the models' single characters weigh most towards a risk (the higher of the two models'
-    character-only scores, normalised as the models are), in their order, up to MODEL_CHARS characters in all
-    (a sentence longer than that is cut)."""
-    weights = _character_weights()
+    """The sentences whose characters weigh most towards a risk (the sum over their distinct characters of the
+    higher of the two models' single-character weights, normalised as the models are), in their order, up to
+    MODEL_CHARS characters in all (a sentence longer than that is cut)."""
+    weights, known = _character_weights()
 
     def risk(sentence: str) -> float:
         chars = set(sentence)
-        return max(sum(w.get(c, 0.0) for c in chars) for w in weights) / math.sqrt(len(chars) or 1)
+        return sum(map(weights.__getitem__, chars & known)) / math.sqrt(len(chars) or 1)
 
     ranked = sorted(range(len(sentences)), key=lambda i: (-risk(sentences[i]), i))
     chosen, room = [], MODEL_CHARS
@@ -143,8 +143,14 @@ def _riskiest(sentences: list[str]) -> list[str]:
 
 
 @cache
-def _character_weights() -> tuple[dict[str, float], ...]:
-    return tuple({g: w for g, w in load(kind).weights.items() if len(g) == 1} for kind in FILES)
+def _character_weights() -> tuple[dict[str, float], frozenset[str]]:
+    """Each single character's higher weight in the two models, where it is positive."""
+    weights: dict[str, float] = {}
+    for kind in FILES:
+        for g, w in load(kind).weights.items():
+            if len(g) == 1 and w > weights.get(g, 0.0):
+                weights[g] = w
+    return weights, frozenset(weights)
 
 
 @cache

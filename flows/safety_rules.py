@@ -20,15 +20,16 @@ class Cue:
     pattern: re.Pattern[str]
     unless: re.Pattern[str] | None = None  # the cue does not count when this is in the same sentence
     # characters of which every match holds at least one (found from the pattern itself): a text with none of
-    # them cannot match, and one scan for a character class is far cheaper than the cue's own scan
-    needs: re.Pattern[str] | None = field(init=False, default=None, compare=False, repr=False)
-
+    # them cannot match, and checking that is far cheaper than the cue's own scan
+    needs: frozenset[str] | None = field(init=False, default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "needs", prefilter(self.pattern))
+        chars = _needed(_parser.parse(self.pattern.pattern, self.pattern.flags))
+        object.__setattr__(self, "needs", frozenset(chars) if chars else None)
 
-    def may_match(self, text: str) -> bool:
-        return self.needs is None or self.needs.search(text) is not None
+    def may_match(self, chars: set[str]) -> bool:
+        """False when a text made of `chars` cannot hold a match."""
+        return self.needs is None or not self.needs.isdisjoint(chars)
 
 
 def prefilter(pattern: re.Pattern[str]) -> re.Pattern[str] | None:

@@ -100,7 +100,8 @@ def test_fast_enough() -> None:
 @pytest.mark.parametrize("kind", ["chatter", "crisis words"])
 def test_a_long_message_is_fast_enough(kind: str) -> None:
     """2,000 characters: chatter that no rule settles (every cue, both models run) and the tune rows run together
-    (the rules settle it early). Best of 20 calls (this machine is shared with other jobs): ~3 ms."""
+    (the rules settle it early). The best call (this 2-core machine is shared with other jobs, which make every
+    call slower while they run): ~3.5 ms."""
     if kind == "chatter":
         text = "今天天气不错，上午去菜市场买了点青菜和豆腐，下午在家看电视，孙子放学回来写作业。隔壁王阿姨送来饺子。"
     else:
@@ -108,11 +109,29 @@ def test_a_long_message_is_fast_enough(kind: str) -> None:
     text = (text * (2000 // len(text) + 1))[:2000]
     safety.detect(text)  # the models are loaded
     best = float("inf")
-    for _ in range(20):
-        start = time.perf_counter()
-        safety.detect(text)
-        best = min(best, time.perf_counter() - start)
+    for _ in range(3):  # a few batches apart: the other jobs on this machine come and go
+        for _ in range(20):  # CPU time of this process: what the detector costs, not the other jobs' turns
+            start = time.process_time()
+            safety.detect(text)
+            best = min(best, time.process_time() - start)
+        if best < 0.005:
+            break
+        time.sleep(0.2)
     assert best < 0.005
+
+
+def test_the_cue_prefilters_never_hide_a_match() -> None:
+    """A cue is skipped on a text that holds none of the characters it `needs` (derived from its pattern): every
+    match of every cue on the tune rows holds one of them, and a cue with nothing to check is rare."""
+    from flows.safety_rules import MEDICAL, SELF_HARM
+
+    cues = [*SELF_HARM, *MEDICAL, safety.HYPERBOLE, safety.INSIST]
+    texts = [safety.blanked(r["text"]) for r in ROWS if r["split"] == "tune"]
+    for cue in cues:
+        for text in texts:
+            for m in cue.pattern.finditer(text):
+                assert cue.may_match(set(m.group())), (cue.name, m.group())
+    assert sum(cue.needs is None for cue in cues) <= len(cues) // 10
 
 
 # ---- focused cases (none of them is a row of the data set) ------------------------------------------------
