@@ -92,9 +92,13 @@ def test_medical_look_alikes_are_not_emergencies(text: str) -> None:
 
 
 def test_self_harm_goes_before_medical() -> None:
-    text = "我把一整瓶安眠药吞了，不想活了"
+    assert safety.detect("我把一整瓶安眠药吞了，不想活了") == "self_harm"  # the rules
+    text = "我想跟老伴一块儿走，刚喝了那瓶东西，肚子疼得厉害"  # the rules see nothing, both models do
+    plain = safety.blanked(text)
+    assert safety.rules(text).kind is None
+    assert safety_model.load().score(plain) >= safety_model.load().threshold
+    assert safety_model.load("medical").score(plain) >= safety_model.load("medical").threshold
     assert safety.detect(text) == "self_harm"
-    assert safety.detect("我吞了一整瓶药，现在好晕，不想活了") == "self_harm"
 
 
 def test_a_medical_sentence_in_a_long_message_is_found() -> None:
