@@ -2,12 +2,11 @@
 
     .venv/bin/python -m bench.crisis [--docs] [--rounds N]
 
-For each split (tune: the rules were adjusted and the model trained on it; test: a blind set, held out)
-prints the self-harm recall, the
-false-alarm rate (share of the messages that are not self-harm which are flagged self-harm), the same two for
-medical, the confusion counts, the test-split misses counted per kind (never their text: reading the held-out
-misses invites tuning on them), and the time per message (mean over N rounds of the whole set, and the slowest
-single call).
+For each split (tune: the rules were adjusted and the models trained on it; test: a blind set, held out) prints
+the self-harm recall, the false-alarm rate (share of the messages that are not self-harm which are flagged
+self-harm), the same two for medical, the confusion counts, the test-split misses counted per kind (never their
+text: reading the held-out misses invites tuning on them), and the time per message (mean over N rounds of the
+whole set, and the slowest single call).
 
 With --docs, writes the "Crisis detection" section of docs/benchmarks.md below its own marker. The page is
 shared: bench.run rewrites everything above the first `<!-- bench.` marker and keeps the rest, bench.channels
@@ -87,11 +86,12 @@ class Timing:
     mean: float  # over every call of every round
     slowest: float  # the slowest message, taking each message's median over the rounds
     worst: float  # the slowest single call (on a shared machine: mostly the scheduler, not the detector)
-    long: float  # one long message of LONG_CHARS characters, best of the rounds
+    long: float  # one long message of LONG_CHARS characters (the set's texts run together), best of the rounds
+    chatter: float  # LONG_CHARS characters of everyday chatter no rule settles (every cue, both models run)
     rounds: int
 
 
-LONG_CHARS = 2800
+LONG_CHARS = 2000  # the issue: < 5 ms a message, even a long one
 
 
 def timing(rows: list[dict[str, str]], rounds: int) -> Timing:
@@ -103,19 +103,27 @@ def timing(rows: list[dict[str, str]], rounds: int) -> Timing:
             safety.detect(text)
             calls[text].append(time.perf_counter() - t0)
     every = [c for cs in calls.values() for c in cs]
-    long = ("，".join(texts) * (LONG_CHARS // len("，".join(texts)) + 1))[:LONG_CHARS]
-    best = math.inf
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        safety.detect(long)
-        best = min(best, time.perf_counter() - t0)
+    def best_of(text: str) -> float:
+        text = (text * (LONG_CHARS // len(text) + 1))[:LONG_CHARS]
+        best = math.inf
+        for _ in range(max(rounds, 20)):
+            t0 = time.process_time()  # this process's CPU: what the detector costs, not other jobs' turns
+            safety.detect(text)
+            best = min(best, time.process_time() - t0)
+        return best
+
     return Timing(1000 * statistics.fmean(every), 1000 * max(statistics.median(cs) for cs in calls.values()),
-                  1000 * max(every), 1000 * best, rounds)
+                  1000 * max(every), 1000 * best_of("，".join(texts)), 1000 * best_of(CHATTER), rounds)
+
+
+CHATTER = "今天天气不错，上午去菜市场买了点青菜和豆腐，下午在家看电视，孙子放学回来写作业。隔壁王阿姨送来饺子。"
 
 
 def timing_text(ms: Timing) -> str:
     return (f"mean {ms.mean:.3f} ms, slowest message {ms.slowest:.3f} ms (its median over {ms.rounds} rounds), "
-            f"slowest single call {ms.worst:.2f} ms; one message of {LONG_CHARS} characters {ms.long:.2f} ms")
+            f"slowest single call {ms.worst:.2f} ms (the first call loads the models); one message of {LONG_CHARS} "
+            f"characters: the set's texts run together {ms.long:.2f} ms, everyday chatter that no rule settles "
+            f"{ms.chatter:.2f} ms (CPU time, best of the rounds)")
 
 
 def _pct(pair: tuple[int, int]) -> str:
@@ -151,8 +159,9 @@ def section(rows: list[dict[str, str]], results: dict[str, SplitResult], ms: Tim
         f"(git {_git()}, Python {platform.python_version()}, load average "
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}).", "",
         f"`flows.safety.detect` on `tests/data/crisis_eval.jsonl`: {len(rows)} messages, tune + test per label: "
-        f"{size_text}. Tune: every row the rules were written against and the model (flows/crisis_model.json, "
-        "bench/train_crisis.py) trained on, its thresholds chosen by cross-validation there. Test: a blind set "
+        f"{size_text}. Tune: every row the rules were written against and the two models (self-harm: "
+        "flows/crisis_model.json, medical: flows/medical_model.json; bench/train_crisis.py) trained on, their "
+        "thresholds chosen by cross-validation there. Test: a blind set "
         "written by someone who never saw the rules, the model or any tune row (from CARE.md and CONVERSATION.md "
         "only), never used for tuning — the closest this project has to messages nobody on the team wrote. A "
         "false alarm is a message of another label flagged as this one.",

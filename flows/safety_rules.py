@@ -8,7 +8,9 @@ A cue of weight 2 or more is enough on its own to flag self-harm; weight-1 cues 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from re import _constants, _parser  # type: ignore[attr-defined]
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,54 @@ class Cue:
     weight: int
     pattern: re.Pattern[str]
     unless: re.Pattern[str] | None = None  # the cue does not count when this is in the same sentence
+    # characters of which every match holds at least one (found from the pattern itself): a text with none of
+    # them cannot match, and checking that is far cheaper than the cue's own scan
+    needs: frozenset[str] | None = field(init=False, default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        chars = _needed(_parser.parse(self.pattern.pattern, self.pattern.flags))
+        object.__setattr__(self, "needs", frozenset(chars) if chars else None)
+
+    def may_match(self, chars: set[str]) -> bool:
+        """False when a text made of `chars` cannot hold a match."""
+        return self.needs is None or not self.needs.isdisjoint(chars)
+
+
+def prefilter(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
+    """A character class of which every match of `pattern` holds one character (None when none is found): where
+    it finds nothing, the pattern cannot match."""
+    chars = _needed(_parser.parse(pattern.pattern, pattern.flags))
+    return re.compile("[" + "".join(map(re.escape, sorted(chars))) + "]") if chars else None
+
+
+# Characters too common in any message to be worth a pre-check (a set of rarer characters is chosen instead).
+_COMMON = set("我了不是的一有在人这个你他她们就也要想么没说好去来到吗吧呢啊都还会能")
+
+
+def _needed(item: Any) -> set[str] | None:
+    """A set of characters of which every match of a parsed pattern (re._parser) holds one; None when none is
+    found. Sound by construction: literals, classes of literals, branches (the union over the alternatives),
+    groups, and repeats of at least once; lookarounds and anything else give nothing."""
+    if isinstance(item, _parser.SubPattern) or isinstance(item, list):
+        found = [c for c in map(_needed, item) if c]
+        return min(found, key=lambda c: (sum(10 if ch in _COMMON else 1 for ch in c), sorted(c)), default=None)
+    op, av = item
+    if op is _constants.LITERAL:
+        return {chr(av)}
+    if op is _constants.IN:
+        if all(o is _constants.LITERAL for o, _ in av):
+            return {chr(a) for _, a in av}
+        return None
+    if op is _constants.BRANCH:
+        alts = [_needed(alt) for alt in av[1]]
+        return set().union(*alts) if all(alts) else None  # type: ignore[arg-type]
+    if op is _constants.SUBPATTERN:
+        return _needed(av[3])
+    if op in (_constants.MAX_REPEAT, _constants.MIN_REPEAT, _constants.POSSESSIVE_REPEAT):
+        return _needed(av[2]) if av[0] >= 1 else None
+    if op is _constants.ATOMIC_GROUP:
+        return _needed(av)
+    return None
 
 
 def _cues(family: str, rows: list[tuple[int, str]], unless: str | None = None) -> list[Cue]:

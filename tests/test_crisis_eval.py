@@ -5,13 +5,14 @@ from the kinds of CARE.md in several rounds; the earlier held-out rows were fold
 evaluated). `test` (rows with "source": "blind"): 642 messages written by a writer who never saw the rules, the
 model or any other row, from CARE.md and CONVERSATION.md only, and never used for tuning. On it the detector does
 NOT reach the target of 95 % self-harm recall (first run: 180/230 = 77.8 %, false alarms 3.4 %; medical recall
-39/83 = 47 %): the floors below are what it honestly meets, and the target is kept as a strict xfail so that it
-shows up when the detector gets there. Do not move rows between splits, print test rows, or tune on them.
+39/83 = 47 %. Round 4 — both models trained on every tune row, 454 of them new, the medical model added —
+measured once: self-harm 212/230 = 92.2 % at 30/412 = 7.3 % false alarms; medical 79/83 = 95.2 % at 6/559 =
+1.1 %): the floors below are what it honestly meets, and the target is kept as a strict xfail so that it shows
+up when the detector gets there. Do not move rows between splits, print test rows, or tune on them.
 """
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -25,7 +26,7 @@ ROWS: list[dict[str, str]] = [json.loads(line) for line in DATA.read_text(encodi
 LABELS = ("self_harm", "medical", "none")
 
 # What the rules and the model meet on the held-out test split, with a little room; and the target of the issue.
-TEST_FLOOR = {"self_harm_recall": 0.75, "self_harm_false_alarms": 0.05, "medical_recall": 0.45,
+TEST_FLOOR = {"self_harm_recall": 0.90, "self_harm_false_alarms": 0.08, "medical_recall": 0.93,
               "medical_false_alarms": 0.02}
 TARGET_RECALL = 0.95
 
@@ -78,23 +79,33 @@ def test_floors_on_the_held_out_test_split() -> None:
     assert got["medical_false_alarms"] <= TEST_FLOOR["medical_false_alarms"], got
 
 
-@pytest.mark.xfail(strict=True, reason="target of the issue not met yet: blind test-split self-harm recall is 77.8 %")
+@pytest.mark.xfail(strict=True, reason="target of the issue not met yet: blind test-split self-harm recall is 92.2 %")
 def test_target_recall_on_the_held_out_test_split() -> None:
     assert rates("test")["self_harm_recall"] >= TARGET_RECALL
 
 
 def test_tune_split_stays_where_the_rules_were_adjusted() -> None:
-    got = rates("tune")  # the earlier held-out rows are in it now: 92.9 % / 1.7 %, medical 89 %
-    assert got["self_harm_recall"] >= 0.90 and got["self_harm_false_alarms"] <= 0.05, got
-    assert got["medical_recall"] >= 0.85 and got["medical_false_alarms"] <= 0.05, got
+    got = rates("tune")  # the models are trained on it: 99.6 % / 1.7 %, medical 95.8 % / 0.5 %
+    assert got["self_harm_recall"] >= 0.97 and got["self_harm_false_alarms"] <= 0.04, got
+    assert got["medical_recall"] >= 0.93 and got["medical_false_alarms"] <= 0.02, got
 
 
-def test_fast_enough() -> None:
-    texts = [r["text"] for r in ROWS]
-    start = time.perf_counter()
-    for text in texts:
-        safety.detect(text)
-    assert (time.perf_counter() - start) / len(texts) < 0.005  # 5 ms per message; it is ~0.3 ms
+# Speed (< 5 ms a message, a 2,000-character one too) is measured by `python -m bench.crisis`, not asserted
+# here: a timing assertion on this shared machine fails when other jobs run, and proves nothing when they do not.
+
+
+def test_the_cue_prefilters_never_hide_a_match() -> None:
+    """A cue is skipped on a text that holds none of the characters it `needs` (derived from its pattern): every
+    match of every cue on the tune rows holds one of them, and a cue with nothing to check is rare."""
+    from flows.safety_rules import MEDICAL, SELF_HARM
+
+    cues = [*SELF_HARM, *MEDICAL, safety.HYPERBOLE, safety.INSIST]
+    texts = [safety.blanked(r["text"]) for r in ROWS if r["split"] == "tune"]
+    for cue in cues:
+        for text in texts:
+            for m in cue.pattern.finditer(text):
+                assert cue.may_match(set(m.group())), (cue.name, m.group())
+    assert sum(cue.needs is None for cue in cues) <= len(cues) // 10
 
 
 # ---- focused cases (none of them is a row of the data set) ------------------------------------------------
