@@ -1,6 +1,7 @@
 """Message catalogs: every text the bot says lives in flows/locales/<locale>.yaml."""
 from __future__ import annotations
 
+import functools
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -53,3 +54,10 @@ def words(key: str) -> set[str]:
         raw = catalog(loc).get(key, "")
         out |= {w.strip().lower() for w in raw.split(",") if w.strip()}
     return out
+
+
+@functools.cache
+def keywords() -> frozenset[str]:
+    """Every keyword the bot answers as a command (all kw.* lists, every locale), lower-cased."""
+    keys = {k for loc in LOCALES for k in catalog(loc) if k.startswith("kw.")}
+    return frozenset().union(*(words(k) for k in keys))

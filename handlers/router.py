@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable
 
 from flows import callbacks, safety
 from flows import cases as fc
-from flows.i18n import t
+from flows.i18n import keywords, t
 from flows.types import Message
 from handlers import crisis, presses, resident, rights, staff, timers
 from handlers.context import Ctx
@@ -70,6 +70,8 @@ async def _safety(ctx: Ctx, ev: InboundEvent, person: Person | None) -> tuple[bo
     it (a form step, a comment, a command's words); a counsellor's words to a resident are not theirs."""
     text = (ev.text or "").strip()
     if person is None or ev.kind != "message" or ev.chat_type != "private" or not text or text.startswith("/"):
+        return False, None
+    if text.lower() in keywords():  # a command word (我的数据, 取消 …) is not something a person says of themselves
         return False, None
     if ctx.state is not None and ctx.state.flow == crisis.RELAY:
         return False, None

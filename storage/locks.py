@@ -49,4 +49,4 @@ def make_redis(url: str) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_TIMEOUT,
                                                     socket_timeout=REDIS_TIMEOUT,
                                                     socket_connect_timeout=REDIS_TIMEOUT)
-    return aioredis.Redis(connection_pool=pool, decode_responses=False)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections

@@ -343,3 +343,17 @@ async def test_the_people_of_a_case_see_its_history_others_do_not(sim: Sim) -> N
         assert "没有发给您" in await sim.last(outsider), outsider
     await sim.say("c-zhao", f"/audit {number}")
     assert "查看危机个案记录" in await sim.last("c-zhao")
+
+
+async def test_command_words_never_open_a_case(sim: Sim) -> None:
+    """我的数据, 取消, 我的任务 …: the bot's own keywords are commands, not a person speaking of themselves (the
+    model once read 我的数据 as risk)."""
+    from flows.i18n import keywords
+
+    await sim.ask_for_help("r-words", "为老服务", "送餐助餐", "幸福社区")
+    for word in sorted(keywords()):
+        if word.startswith("/") or word in ("删除我的数据", "删除我的信息", "/erase"):
+            continue  # commands go their own way; erasing would end this resident's story
+        await sim.say("r-words", word)
+        await sim.say("r-words", "取消")  # leave whatever the word started
+    assert await cases(sim) == []
