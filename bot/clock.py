@@ -1,6 +1,7 @@
 """Time as an input: the real clock, or one a test or the simulator can move forward."""
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from storage.db import utcnow
@@ -26,3 +27,15 @@ class Clock:
         if delta < timedelta():
             raise ValueError("time only moves forward")
         self.offset += delta
+
+
+async def wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until `event` is set or `seconds` pass; True if it was set. Unlike asyncio.wait_for on Python 3.11,
+    a cancellation that arrives just as the event is set is never swallowed (wait_for can return the result
+    instead, and a loop stopped by cancelling it would then run on forever: seen as a hanging shutdown)."""
+    try:
+        async with asyncio.timeout(max(seconds, 0.0)):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -17,7 +17,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.channels.base import Channel, PermanentSendError, RetryLater, WaitForInbound
-from bot.clock import Clock
+from bot.clock import Clock, wait_event
 from bot.config import Config
 from flows.i18n import norm_locale, t
 from flows.types import Button, Document, Message
@@ -151,10 +151,7 @@ class Outbox:
                 await self.deliver_due()
             except Exception:
                 log.exception("outbox pass failed; retrying")
-            try:
-                await asyncio.wait_for(self._kick.wait(), self._sleep())
-            except TimeoutError:
-                pass
+            await wait_event(self._kick, self._sleep())
             self._kick.clear()
 
     def _sleep(self) -> float:

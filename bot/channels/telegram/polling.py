@@ -3,7 +3,6 @@ in channel_state after every batch (a restart resumes there; a replay would be d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -12,7 +11,7 @@ from telegram.error import Conflict, RetryAfter
 
 from bot.channels.telegram.inbound import NAME
 from bot.channels.telegram.outbound import retry_seconds
-from bot.clock import Clock
+from bot.clock import Clock, wait_event
 from bot.leader import Lease
 from storage import channel_repo
 from storage.db import Database
@@ -63,8 +62,7 @@ class Poller:
                 if not self.lease.held:
                     leading = False
                     self._lead_changed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._lead_changed.wait(), LEASE_TTL)
+                    await wait_event(self._lead_changed, LEASE_TTL)
                     continue
                 if not leading:  # (re)gained the lead: go on where the last poller, maybe another worker, stopped
                     offset, leading = await self._load_offset(), True

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot.clock import wait_event
 from bot.leader import Lease
 
 with warnings.catch_warnings():  # the SDK imports a name websockets>=14 deprecates
@@ -109,10 +110,7 @@ class RobotLink:
                 await self._step()
             except Exception:
                 log.exception("wecom_bot: supervisor step failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.tick)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self.tick)
             self._wake.clear()
 
     async def _step(self) -> None:
