@@ -307,3 +307,20 @@ async def test_the_simulator_answers_503_when_its_own_tables_fail(sim: Sim, back
     assert (await send_until_accepted(sim, resident, "为老服务", "evt-log"))["duplicate"] is True
     typed = [m for m in await sim.messages(resident) if m["sender"] == resident and m["text"] == "为老服务"]
     assert len(typed) == 1
+
+
+async def test_a_message_logged_by_a_worker_that_died_is_not_shown_twice(sim: Sim) -> None:
+    """The simulator logs a person's message, then the worker dies before handling it; the caller sends the same
+    call (same event_id) to another worker: the chat shows the message once, and it is handled once."""
+    from storage.models import SimMessage
+
+    assert sim.app is not None and sim.http is not None
+    async with sim.app.db.transaction() as s:  # what the dead worker left behind
+        s.add(SimMessage(chat_id="r-died", sender="r-died", text="你好", buttons=[], edited=False,
+                         created_at=sim.app.clock.now(), delivery_key="in:evt-died"))
+    answer = await send_until_accepted(sim, "r-died", "你好", "evt-died")
+    assert answer["duplicate"] is False
+    assert (await send_until_accepted(sim, "r-died", "你好", "evt-died"))["duplicate"] is True
+    msgs = await sim.messages("r-died")
+    assert [m["text"] for m in msgs if m["sender"] == "r-died"] == ["你好"]
+    assert len([m for m in msgs if m["sender"] == "bot"]) == 1  # the privacy notice, once

@@ -5,6 +5,7 @@ chat log the fake phones show) is kept in the database so it survives restarts l
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -225,20 +226,26 @@ class SimulatorChannel:
         body = await self._body(request, ("chat_id", "user_id", "text"))
         chat_type = await self._chat_type(body["chat_id"], body["user_id"])
         event_id = body.get("event_id") or uuid.uuid4().hex
+        # the person's message is logged once per event id: a call sent again (the worker died, a 503) with
+        # the same event_id does not show it twice
+        key = "in:" + (event_id if len(event_id) <= 60 else hashlib.sha256(event_id.encode()).hexdigest()[:60])
         async with self.db.transaction() as s:
-            row = SimMessage(chat_id=body["chat_id"], sender=body["user_id"], text=body["text"], buttons=[],
-                             edited=False, created_at=self.clock.now())
-            s.add(row)
+            seen = (await s.execute(select(SimMessage.id).where(SimMessage.delivery_key == key))).scalar_one_or_none()
+            if seen is None:
+                row = SimMessage(chat_id=body["chat_id"], sender=body["user_id"], text=body["text"], buttons=[],
+                                 edited=False, created_at=self.clock.now(), delivery_key=key)
+                s.add(row)
+                await s.flush()
+            logged = row.id if seen is None else None  # this call's own row, taken off again if not handled
         ev = InboundEvent(channel=NAME, event_id=f"msg:{event_id}", chat_id=body["chat_id"],
                           user_id=body["user_id"], chat_type=chat_type,  # type: ignore[arg-type]
                           user_name=(body.get("user_name") or "")[:100], text=body["text"])
         try:
             handled = await self._handle(ev)
         except web.HTTPServiceUnavailable:
-            await self._unshow(row.id)  # the retry shows it again
+            if logged is not None:
+                await self._unshow(logged)  # the retry shows it again
             raise
-        if handled.duplicate:
-            await self._unshow(row.id)
         return web.json_response({"ok": True, "duplicate": handled.duplicate})
 
     async def _unshow(self, row_id: int) -> None:
