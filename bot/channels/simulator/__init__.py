@@ -229,14 +229,18 @@ class SimulatorChannel:
         # the person's message is logged once per event id: a call sent again (the worker died, a 503) with
         # the same event_id does not show it twice
         key = "in:" + (event_id if len(event_id) <= 60 else hashlib.sha256(event_id.encode()).hexdigest()[:60])
-        async with self.db.transaction() as s:
-            seen = (await s.execute(select(SimMessage.id).where(SimMessage.delivery_key == key))).scalar_one_or_none()
-            if seen is None:
-                row = SimMessage(chat_id=body["chat_id"], sender=body["user_id"], text=body["text"], buttons=[],
-                                 edited=False, created_at=self.clock.now(), delivery_key=key)
-                s.add(row)
-                await s.flush()
-            logged = row.id if seen is None else None  # this call's own row, taken off again if not handled
+        logged: int | None = None  # this call's own row, taken off again if the event is not handled
+        try:
+            async with self.db.transaction() as s:
+                seen = await s.execute(select(SimMessage.id).where(SimMessage.delivery_key == key))
+                if seen.scalar_one_or_none() is None:
+                    row = SimMessage(chat_id=body["chat_id"], sender=body["user_id"], text=body["text"],
+                                     buttons=[], edited=False, created_at=self.clock.now(), delivery_key=key)
+                    s.add(row)
+                    await s.flush()
+                    logged = row.id
+        except IntegrityError:  # the same call at the same moment on another connection logged it: theirs stands
+            logged = None
         ev = InboundEvent(channel=NAME, event_id=f"msg:{event_id}", chat_id=body["chat_id"],
                           user_id=body["user_id"], chat_type=chat_type,  # type: ignore[arg-type]
                           user_name=(body.get("user_name") or "")[:100], text=body["text"])
