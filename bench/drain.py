@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 from sqlalchemy import func, select
 
-from bench.run import ROOT, Backend, BenchError, PostgresBackend, SqliteBackend, load, machine, write_section
+from bench.run import ROOT, BenchError, load, machine, open_backend, write_section
 from bench.tg_stub import StubBotApi
 from bot.app import App
 from bot.channels.telegram import outbound
@@ -426,16 +426,11 @@ async def amain(args: argparse.Namespace) -> tuple[list[DrainResult], dict[str, 
     stub = await StubBotApi().start()
     try:
         for name in wanted:
-            backend: Backend
-            if name == "sqlite":
-                backend = SqliteBackend()
-            else:
-                got = await PostgresBackend.connect()
-                if isinstance(got, str):
-                    skipped["PostgreSQL + Redis"] = got
-                    print(f"[postgres] SKIPPED: {got}", file=sys.stderr, flush=True)
-                    continue
-                backend, pg = got, await got.versions()
+            backend, why, versions = await open_backend(name)
+            if backend is None:
+                skipped["PostgreSQL + Redis"] = why or ""
+                continue
+            pg = versions or pg
             try:
                 await backend.fresh()
                 print(f"[{name}] draining {sizes.private} private + {sizes.groups}x{sizes.group_messages} group "

@@ -388,6 +388,18 @@ async def bench_loop(backend: Backend, sizes: Sizes) -> LoopResult:
     return LoopResult(sizes.loops, wall, Dist.of(times), Dist.of(claims), cpu / wall, calls / sizes.loops)
 
 
+async def open_backend(name: str) -> tuple[Backend | None, str | None, tuple[str, str] | None]:
+    """The backend named "sqlite" or "postgres": (backend, None, PostgreSQL versions or None), or, when
+    PostgreSQL/Redis cannot be used, (None, why, None) after saying so on stderr."""
+    if name == "sqlite":
+        return SqliteBackend(), None, None
+    got = await PostgresBackend.connect()
+    if isinstance(got, str):
+        print(f"[postgres] SKIPPED: PostgreSQL/Redis {got}", file=sys.stderr, flush=True)
+        return None, got, None
+    return got, None, await got.versions()
+
+
 @dataclass
 class BackendResult:
     name: str
@@ -651,17 +663,11 @@ async def amain(args: argparse.Namespace) -> int:
     load_before = load()
     start = time.perf_counter()
     for name in wanted:
-        backend: Backend
-        if name == "sqlite":
-            backend = SqliteBackend()
-        else:
-            got = await PostgresBackend.connect()
-            if isinstance(got, str):
-                skipped["PostgreSQL + Redis"] = got
-                print(f"[postgres] SKIPPED: PostgreSQL/Redis {got}", file=sys.stderr, flush=True)
-                continue
-            backend = got
-            pg_versions = await got.versions()
+        backend, why, versions = await open_backend(name)
+        if backend is None:
+            skipped["PostgreSQL + Redis"] = why or ""
+            continue
+        pg_versions = versions or pg_versions
         try:
             results.append(await run_backend(backend, sizes))
         finally:

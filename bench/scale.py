@@ -31,11 +31,10 @@ from bench.run import (
     ROOT,
     Backend,
     BenchError,
-    PostgresBackend,
-    SqliteBackend,
     bot,
     load,
     machine,
+    open_backend,
     pct,
     write_section,
 )
@@ -208,15 +207,10 @@ async def amain(args: argparse.Namespace) -> tuple[list[Sample], tuple[str, str]
     samples: list[Sample] = []
     pg = None
     for name in wanted:
-        backend: Backend
-        if name == "sqlite":
-            backend = SqliteBackend()
-        else:
-            got = await PostgresBackend.connect()
-            if isinstance(got, str):
-                print(f"[postgres] SKIPPED: {got}", file=sys.stderr)
-                continue
-            backend, pg = got, await got.versions()
+        backend, _, versions = await open_backend(name)
+        if backend is None:
+            continue
+        pg = versions or pg
         try:
             for factor in (1, args.factor):
                 print(f"[{name}] factor {factor}: {args.residents} residents, 2 at a time ...", flush=True)

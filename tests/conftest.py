@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 if TYPE_CHECKING:
+    from tests.fakes.wecom_bot import WecomBot
     from tests.simclient import Sim
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
@@ -156,3 +157,17 @@ async def sim(backend: Backend) -> AsyncIterator[Sim]:
         yield s
     finally:
         await s.close()
+
+
+@pytest.fixture
+async def bot(backend: Backend) -> AsyncIterator[WecomBot]:
+    """The bot on WeCom (the fake corp API and kf); after each test the fake must have refused and dropped
+    nothing. Test modules that expect refusals define their own `bot`."""
+    from tests.fakes.wecom_bot import WecomBot  # noqa: F811  (runtime import)
+
+    b = await WecomBot.create(backend.database_url, backend.redis_url, backend.redis_prefix)
+    try:
+        yield b
+        assert b.fake.violations == [] and b.fake.dropped == []
+    finally:
+        await b.close()

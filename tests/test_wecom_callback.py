@@ -158,7 +158,8 @@ async def test_the_kf_cursor_stays_before_a_message_the_core_could_not_handle(ba
         assert await fake.resident_says(user, "同意") == [200]
         await bot.settle()
         texts = fake.kf_texts(user)
-        assert [t.split("\n")[0] for t in texts] == ["【隐私说明】", "谢谢您！我们开始吧。",  # the first message, once
-                                                     "您好！这里是幸福县新时代文明实践中心志愿服务。", "请问需要哪方面的帮助？"]
+        first_lines = [t.split("\n")[0] for t in texts]
+        assert first_lines == ["【隐私说明】", "谢谢您！我们开始吧。",  # the first message, once
+                               "您好！这里是幸福县新时代文明实践中心志愿服务。", "请问需要哪方面的帮助？"]
     finally:
         await bot.close()

@@ -2,26 +2,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import Backend
 from tests.fakes.wecom import card_text
 from tests.fakes.wecom_bot import WecomBot
 
 RESIDENT = "wmRESIDENT0001"
-
-
-@pytest.fixture
-async def bot(backend: Backend) -> AsyncIterator[WecomBot]:
-    """The bot on WeCom; after each test the fake must have refused and dropped nothing."""
-    b = await WecomBot.create(backend.database_url, backend.redis_url, backend.redis_prefix)
-    try:
-        yield b
-        assert b.fake.violations == [] and b.fake.dropped == []
-    finally:
-        await b.close()
 
 
 def cards_of(bot: WecomBot, userid: str) -> list[str]:

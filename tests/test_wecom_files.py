@@ -3,7 +3,6 @@ a failed upload is retried by the outbox, and a document counts twice in kf's 5-
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -16,22 +15,10 @@ from flows.types import Message
 from handlers.context import message_payload
 from storage import repo
 from storage.models import OutboxMessage
-from tests.conftest import Backend
 from tests.fakes.wecom_bot import WecomBot
 from tests.test_wecom_e2e import ask_for_help
 
 RES = "wmFILES00001"
-
-
-@pytest.fixture
-async def bot(backend: Backend) -> AsyncIterator[WecomBot]:
-    """The bot on WeCom; after each test the fake must have refused and dropped nothing."""
-    b = await WecomBot.create(backend.database_url, backend.redis_url, backend.redis_prefix)
-    try:
-        yield b
-        assert b.fake.violations == [] and b.fake.dropped == []
-    finally:
-        await b.close()
 
 
 async def kf_used(bot: WecomBot, user: str) -> int:
