@@ -21,7 +21,7 @@ from flows.types import Message
 from handlers import audit, duty
 from handlers.context import Ctx
 from handlers.events import InboundEvent
-from storage import repo
+from storage import case_repo, repo
 from storage.models import ConversationState, CrisisCase, Person, Timer
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,11 @@ async def on_words(ctx: Ctx, ev: InboundEvent, person: Person, kind: str, text: 
     loc = ctx.locale_of(person)
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, f"safety.{kind}")))
     kept = _kept(ctx.state)
-    case = await repo.live_case_of(ctx.s, person.id, fc.LIVE)
+    case = await case_repo.live_case_of(ctx.s, person.id, fc.LIVE)
     if case is None:
         case = await _open(ctx, ev, person, kind, text)
     else:
-        await repo.add_case_history(ctx.s, case.id, person.id, "words", ctx.now, kind=kind)
+        await case_repo.add_case_history(ctx.s, case.id, person.id, "words", ctx.now, kind=kind)
         for staff in await _case_people(ctx, case):
             await reveal_case(ctx, case, staff, "words", text=text)
     if not case.phone:
@@ -71,10 +71,10 @@ async def on_words(ctx: Ctx, ev: InboundEvent, person: Person, kind: str, text: 
 async def _open(ctx: Ctx, ev: InboundEvent, person: Person, kind: str, text: str) -> CrisisCase:
     station = person.station_id or _draft(ctx).get("station") or ev.extra.get("station_hint")
     phone = person.phone or _draft(ctx).get("phone")
-    case = await repo.add_case(ctx.s, kind=kind, status=fc.OPEN, resident_id=person.id, channel=ev.channel,
+    case = await case_repo.add_case(ctx.s, kind=kind, status=fc.OPEN, resident_id=person.id, channel=ev.channel,
                                chat_id=ev.chat_id, station_id=station if ctx.catalog.station(station) else None,
                                phone=phone or None, trigger_text=text[:1000], level=0, created_at=ctx.now)
-    await repo.add_case_history(ctx.s, case.id, person.id, "opened", ctx.now, kind=kind)
+    await case_repo.add_case_history(ctx.s, case.id, person.id, "opened", ctx.now, kind=kind)
     await _climb(ctx, case, 0)
     log.warning("crisis case %s opened (%s)", case.id, kind)
     return case
@@ -86,7 +86,7 @@ async def resident_turn(ctx: Ctx, ev: InboundEvent, person: Person) -> bool:
     (the case is closed, or they pressed a button of their form)."""
     assert ctx.state is not None
     data = dict(ctx.state.data)
-    case = await repo.get_case(ctx.s, int(data.get("case") or 0))
+    case = await case_repo.get_case(ctx.s, int(data.get("case") or 0))
     if case is None or case.status == fc.CLOSED or ev.data:
         await _give_back(ctx, data.get("resume"))
         return False
@@ -97,9 +97,9 @@ async def resident_turn(ctx: Ctx, ev: InboundEvent, person: Person) -> bool:
     phone, _ = check_phone(ev.contact_phone or text)
     if phone is not None:
         person.phone = phone
-        await repo.case_transition(ctx.s, case.id, fc.LIVE, None, phone=phone)
+        await case_repo.case_transition(ctx.s, case.id, fc.LIVE, None, phone=phone)
         case.phone = phone
-        await repo.add_case_history(ctx.s, case.id, person.id, "phone", ctx.now)
+        await case_repo.add_case_history(ctx.s, case.id, person.id, "phone", ctx.now)
         for staff in await _case_people(ctx, case):
             await reveal_case(ctx, case, staff, "phone")
         await ctx.say(ev.channel, ev.chat_id, Message(t(loc, f"safety.phone_thanks_{case.kind}"), extra))
@@ -107,7 +107,7 @@ async def resident_turn(ctx: Ctx, ev: InboundEvent, person: Person) -> bool:
     if not text:
         await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "intake.voice"), extra))
         return True
-    await repo.add_case_history(ctx.s, case.id, person.id, "words", ctx.now)
+    await case_repo.add_case_history(ctx.s, case.id, person.id, "words", ctx.now)
     for staff in await _case_people(ctx, case):
         await reveal_case(ctx, case, staff, "words", text=text)
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, f"safety.relayed_{case.kind}"), extra))
@@ -185,7 +185,7 @@ async def _level(ctx: Ctx, case: CrisisCase, level: int, alerted: set[str]) -> l
 
 async def _alerted(ctx: Ctx, case_id: int) -> set[str]:
     """Everyone a case was sent to so far."""
-    return {pid for item in await repo.case_history(ctx.s, case_id) if item.action in ("alerted", "handed")
+    return {pid for item in await case_repo.case_history(ctx.s, case_id) if item.action in ("alerted", "handed")
             for pid in item.detail.get("to", [])}
 
 
@@ -208,9 +208,9 @@ async def _climb(ctx: Ctx, case: CrisisCase, level: int) -> None:
         fresh = [p for p in people if p.id not in alerted]
         if fresh:
             if level != case.level:
-                await repo.case_transition(ctx.s, case.id, fc.LIVE, None, level=level)
+                await case_repo.case_transition(ctx.s, case.id, fc.LIVE, None, level=level)
                 case.level = level
-            await repo.add_case_history(ctx.s, case.id, None, "alerted", ctx.now, level=level,
+            await case_repo.add_case_history(ctx.s, case.id, None, "alerted", ctx.now, level=level,
                                         to=[p.id for p in fresh])
             for person in fresh:
                 await reveal_case(ctx, case, person, "escalated" if level else "alert")
@@ -228,14 +228,14 @@ async def _start_clock(ctx: Ctx, case: CrisisCase, level: int) -> None:
 async def on_timer(ctx: Ctx, timer: Timer) -> None:
     """A case's clock ran out: if still nobody acknowledged it at that level, it climbs (one conditional write
     decides, so a second clock of the same level climbs nothing)."""
-    case = await repo.get_case(ctx.s, int(timer.payload.get("case") or 0))
+    case = await case_repo.get_case(ctx.s, int(timer.payload.get("case") or 0))
     level = int(timer.payload.get("level") or 0)
     if case is None or case.status != fc.OPEN:
         return
-    if not await repo.case_transition(ctx.s, case.id, {fc.OPEN}, None, at_level=level, level=level + 1):
+    if not await case_repo.case_transition(ctx.s, case.id, {fc.OPEN}, None, at_level=level, level=level + 1):
         return
     case.level = level + 1
-    await repo.add_case_history(ctx.s, case.id, None, "escalated", ctx.now, level=level + 1)
+    await case_repo.add_case_history(ctx.s, case.id, None, "escalated", ctx.now, level=level + 1)
     await _climb(ctx, case, level + 1)
     log.info("crisis case %s climbed to level %s", case.id, case.level)
 
@@ -272,7 +272,7 @@ async def reveal_case(ctx: Ctx, case: CrisisCase, to: Person, why: str, text: st
 async def on_press(ctx: Ctx, ev: InboundEvent, person: Person | None, cb: callbacks.Callback) -> str:
     """A press on a case button (我来联系, 已联系 and its outcome, 转给… and whom, 给TA留言)."""
     loc = ctx.locale_of(person)
-    case = await repo.get_case(ctx.s, int(cb.target)) if cb.target.isdigit() and int(cb.target) < 2**31 else None
+    case = await case_repo.get_case(ctx.s, int(cb.target)) if cb.target.isdigit() and int(cb.target) < 2**31 else None
     if case is None:
         return t(loc, "press.stale")
     if person is None or person.id not in await _alerted(ctx, case.id) | {case.assignee_id}:
@@ -311,15 +311,15 @@ async def _taken(ctx: Ctx, case: CrisisCase, loc: str) -> str:
 async def _ack(ctx: Ctx, case: CrisisCase, person: Person) -> str:
     """我来联系: the first press wins (one conditional write); the resident hears someone is coming."""
     loc = ctx.locale_of(person)
-    if not await repo.case_transition(ctx.s, case.id, fc.TRANSITIONS["ack"], person.id, status=fc.ACKNOWLEDGED,
+    if not await case_repo.case_transition(ctx.s, case.id, fc.TRANSITIONS["ack"], person.id, status=fc.ACKNOWLEDGED,
                                       assignee_id=person.id, acknowledged_at=ctx.now):
-        fresh = await repo.get_case(ctx.s, case.id) or case
+        fresh = await case_repo.get_case(ctx.s, case.id) or case
         if fresh.assignee_id == person.id:
             return t(loc, "case.already_yours")
         return t(loc, "case.closed") if fresh.status == fc.CLOSED else await _taken(ctx, fresh, loc)
     others = await _others(ctx, case, person)
     case.status, case.assignee_id = fc.ACKNOWLEDGED, person.id
-    await repo.add_case_history(ctx.s, case.id, person.id, "acknowledged", ctx.now)
+    await case_repo.add_case_history(ctx.s, case.id, person.id, "acknowledged", ctx.now)
     resident = await repo.get_person(ctx.s, case.resident_id)
     await ctx.say(case.channel, case.chat_id, Message(t(ctx.locale_of(resident), f"safety.coming_{case.kind}")))
     for other in others:
@@ -339,11 +339,11 @@ async def _outcome(ctx: Ctx, case: CrisisCase, person: Person, code: str) -> str
         values["acknowledged_at"] = ctx.now
     if to == fc.CLOSED:
         values["closed_at"] = ctx.now
-    if not await repo.case_transition(ctx.s, case.id, fc.TRANSITIONS["outcome"], person.id, **values):
-        fresh = await repo.get_case(ctx.s, case.id) or case
+    if not await case_repo.case_transition(ctx.s, case.id, fc.TRANSITIONS["outcome"], person.id, **values):
+        fresh = await case_repo.get_case(ctx.s, case.id) or case
         return t(loc, "case.closed") if fresh.status == fc.CLOSED else await _taken(ctx, fresh, loc)
     others = await _others(ctx, case, person)
-    await repo.add_case_history(ctx.s, case.id, person.id, "outcome", ctx.now, outcome=code)
+    await case_repo.add_case_history(ctx.s, case.id, person.id, "outcome", ctx.now, outcome=code)
     if case.status == fc.OPEN:  # recorded without 我来联系 first: the others still need to know
         resident = await repo.get_person(ctx.s, case.resident_id)
         if code != "unreachable":
@@ -369,12 +369,12 @@ async def _hand(ctx: Ctx, case: CrisisCase, person: Person, target_id: str) -> s
     target = await repo.get_person(ctx.s, target_id)
     if target is None or target.id == person.id or target.id not in ctx.cfg.counsellor_ids():
         return t(loc, "press.stale")
-    if not await repo.case_transition(ctx.s, case.id, fc.TRANSITIONS["hand"], person.id, status=fc.OPEN,
+    if not await case_repo.case_transition(ctx.s, case.id, fc.TRANSITIONS["hand"], person.id, status=fc.OPEN,
                                       assignee_id=target.id):
-        fresh = await repo.get_case(ctx.s, case.id) or case
+        fresh = await case_repo.get_case(ctx.s, case.id) or case
         return t(loc, "case.closed") if fresh.status == fc.CLOSED else await _taken(ctx, fresh, loc)
     case.status, case.assignee_id = fc.OPEN, target.id
-    await repo.add_case_history(ctx.s, case.id, person.id, "handed", ctx.now, to=[target.id])
+    await case_repo.add_case_history(ctx.s, case.id, person.id, "handed", ctx.now, to=[target.id])
     await reveal_case(ctx, case, target, "handed", by=person)
     await _start_clock(ctx, case, case.level)
     return t(loc, "case.handed", name=target.name)
@@ -385,7 +385,7 @@ async def relay(ctx: Ctx, ev: InboundEvent, person: Person, data: dict[str, Any]
     loc = ctx.locale_of(person)
     text = (ev.text or "").strip()
     await ctx.clear_state()
-    case = await repo.get_case(ctx.s, int(data.get("case") or 0))
+    case = await case_repo.get_case(ctx.s, int(data.get("case") or 0))
     if text.lower() in words("kw.cancel") or not text:
         await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "case.write_cancelled")))
         return
@@ -395,7 +395,7 @@ async def relay(ctx: Ctx, ev: InboundEvent, person: Person, data: dict[str, Any]
     resident = await repo.get_person(ctx.s, case.resident_id)
     await ctx.say(case.channel, case.chat_id, Message(t(ctx.locale_of(resident), "safety.from_counsellor",
                                                         text=text[:1000])))
-    await repo.add_case_history(ctx.s, case.id, person.id, "wrote", ctx.now)
+    await case_repo.add_case_history(ctx.s, case.id, person.id, "wrote", ctx.now)
     await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "case.write_sent", case=fc.number(case.id))))
 
 
@@ -414,7 +414,7 @@ async def cmd_case(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) 
     people of the case; the resident's words and phone are not repeated here. Each view is audited."""
     loc = ctx.locale_of(person)
     case_id = fc.parse_number(args[0]) if len(args) == 1 else None
-    case = await repo.get_case(ctx.s, case_id) if case_id is not None else None
+    case = await case_repo.get_case(ctx.s, case_id) if case_id is not None else None
     if case is None:
         await ctx.say(ev.channel, ev.chat_id, Message(t(loc, "case.view_usage")))
         return
@@ -439,7 +439,7 @@ async def cmd_case(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str]) 
                community=station.community if station else t(loc, "case.no_station"),
                assignee=await name(case.assignee_id) if case.assignee_id else "-",
                outcome=t(loc, f"case.outcome.{case.outcome}") if case.outcome else "-")]
-    for item in await repo.case_history(ctx.s, case.id):
+    for item in await case_repo.case_history(ctx.s, case.id):
         to = [await name(pid) for pid in item.detail.get("to", [])]
         what = t(loc, f"case.event_{item.action}") if item.action in fc.EVENTS else item.action
         if item.action == "outcome" and item.detail.get("outcome"):

@@ -13,7 +13,7 @@ from handlers import audit, ops
 from handlers.context import Ctx
 from handlers.events import NO_TRAITS, InboundEvent
 from handlers.views import view_of
-from storage import repo
+from storage import privacy_repo, repo
 from storage.models import Person
 from storage.retention import Transcript
 
@@ -163,7 +163,7 @@ async def on_command(ctx: Ctx, ev: InboundEvent, person: Person, name: str, in_f
         await _reply(ctx, ev, t(loc, "rights.finish_form_first"))
         return
     if name == "erase":
-        under_way = [r for r in await repo.all_requests_of(ctx.s, person.id) if r.status in UNDER_WAY]
+        under_way = [r for r in await privacy_repo.all_requests_of(ctx.s, person.id) if r.status in UNDER_WAY]
         await ctx.set_state("rights", {"step": "erase", "open": len(under_way)})
         await _reply(ctx, ev, privacy.erase_confirm(loc, len(under_way)))
         return
@@ -176,8 +176,8 @@ async def on_command(ctx: Ctx, ev: InboundEvent, person: Person, name: str, in_f
 async def collect(ctx: Ctx, person: Person) -> privacy.PersonData:
     """Everything stored about a person, readable (names in their language)."""
     loc = ctx.locale_of(person)
-    reqs = await repo.all_requests_of(ctx.s, person.id)
-    ratings = await repo.ratings_of(ctx.s, [r.id for r in reqs])
+    reqs = await privacy_repo.all_requests_of(ctx.s, person.id)
+    ratings = await privacy_repo.ratings_of(ctx.s, [r.id for r in reqs])
     items = []
     for req in reqs:
         v = await view_of(ctx.s, ctx.cfg, req, loc)
@@ -189,7 +189,7 @@ async def collect(ctx: Ctx, person: Person) -> privacy.PersonData:
             for_whom=t(loc, "intake.for_self" if req.for_whom == "self" else "intake.for_family"),
             address=req.address, phone=req.phone, description=req.description,
             rating=rating.stars if rating else None, comment=rating.comment if rating else None))
-    accounts = await repo.all_identities_of(ctx.s, person.id)
+    accounts = await privacy_repo.all_identities_of(ctx.s, person.id)
     station = ctx.catalog.station(person.station_id) if person.station_id else None
     state = ctx.state
     draft = dict(state.data.get("draft") or {}) if state is not None and state.flow == "intake" else {}
@@ -200,7 +200,7 @@ async def collect(ctx: Ctx, person: Person) -> privacy.PersonData:
         privacy_accepted=f"{ctx.local(person.privacy_accepted_at):%Y-%m-%d %H:%M}"
         if person.privacy_accepted_at else "",
         accounts=tuple(sorted({a.channel for a in accounts})), requests=tuple(items),
-        chat_messages=await repo.transcript_count(ctx.s, accounts, _transcripts(ctx)),
+        chat_messages=await privacy_repo.transcript_count(ctx.s, accounts, _transcripts(ctx)),
         draft={k: v for k, v in draft.items() if v not in (None, "", {}, False)})
 
 
@@ -237,7 +237,7 @@ async def _fix_address(ctx: Ctx, ev: InboundEvent, person: Person, address: str)
 async def _update_under_way(ctx: Ctx, person: Person, **values: str) -> int:
     """Correct the requests still under way (the claimer's details are re-rendered); how many."""
     count = 0
-    for req in await repo.all_requests_of(ctx.s, person.id):
+    for req in await privacy_repo.all_requests_of(ctx.s, person.id):
         if req.status in UNDER_WAY:
             await repo.update_request(ctx.s, req.id, **values)
             await ctx.refresh(req.id)
@@ -252,15 +252,15 @@ async def erase(ctx: Ctx, ev: InboundEvent, person: Person) -> None:
     personal fields, descriptions, comments, drafts and chat transcripts are erased for good; requests,
     stars and hours stay as anonymous rows. Recorded in the audit trail."""
     loc = ctx.locale_of(person)
-    reqs = await repo.all_requests_of(ctx.s, person.id)
+    reqs = await privacy_repo.all_requests_of(ctx.s, person.id)
     cancelled = 0
     for req in reqs:
         if req.status in UNDER_WAY and await ops.cancel(ctx, req, person, erased=True):
             cancelled += 1
-    accounts = await repo.all_identities_of(ctx.s, person.id)
+    accounts = await privacy_repo.all_identities_of(ctx.s, person.id)
     staff = person.is_volunteer or person.is_coordinator
     await ctx.clear_state()
-    await repo.erase_person(ctx.s, person, accounts, keep_accounts=staff, now=ctx.now,
+    await privacy_repo.erase_person(ctx.s, person, accounts, keep_accounts=staff, now=ctx.now,
                             transcripts=_transcripts(ctx))
     for req in reqs:
         if req.status != rq.CANCELLED or req.closed_at != ctx.now:  # (cancelled just now: refreshed already)

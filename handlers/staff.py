@@ -12,7 +12,7 @@ from handlers import accounts, audit, crisis, duty, effects, ops
 from handlers.context import Ctx
 from handlers.events import InboundEvent
 from handlers.views import view_of
-from storage import repo
+from storage import case_repo, privacy_repo, repo
 from storage.models import Person
 
 Command = Callable[[Ctx, InboundEvent, Person, list[str]], Awaitable[None]]
@@ -137,16 +137,16 @@ async def cmd_audit(ctx: Ctx, ev: InboundEvent, person: Person, args: list[str])
         await _reply(ctx, ev, t(loc, "coord.audit_county_only"))
         return
     case_id = fc.parse_number(args[0]) if len(args) == 1 else None
-    case = await repo.get_case(ctx.s, case_id) if case_id is not None else None
+    case = await case_repo.get_case(ctx.s, case_id) if case_id is not None else None
     req = await repo.request_by_number(ctx.s, args[0]) if len(args) == 1 and case is None else None
     if req is None and case is None:
         await _reply(ctx, ev, t(loc, "coord.no_request", number=args[0]) if args else t(loc, "coord.audit_usage"))
         return
     if case is not None:  # a crisis case: every reveal of its details
-        number, entries = fc.number(case.id), await repo.case_audit_entries(ctx.s, case.resident_id)
+        number, entries = fc.number(case.id), await case_repo.case_audit_entries(ctx.s, case.resident_id)
     else:
         assert req is not None
-        number, entries = req.number, await repo.audit_entries(ctx.s, req.id, req.resident_id)
+        number, entries = req.number, await privacy_repo.audit_entries(ctx.s, req.id, req.resident_id)
     if not entries:
         await _reply(ctx, ev, t(loc, "coord.audit_none", number=number))
         return
