@@ -71,7 +71,7 @@ class App:
             log.warning("config: %s", warning)
         log.info("database: %s", redact_url(self.cfg.storage.database_url))
         await self.db.upgrade()
-        await sync_config(self.db, self.cfg, self.clock.now(), self.cfg.simulator.enabled)
+        await sync_config(self.db, self.cfg, self.clock.now())
         self.channels.update(registry.build(self.cfg, self.db, self.clock, self.limiter, self.outbox.kick,
                                             self.settle, self.advance))
         for channel in self.channels.values():

@@ -47,7 +47,7 @@ async def _linkcode(cfg: Config, who: str) -> str | None:
     try:
         await db.upgrade()
         now = Clock().now()
-        await sync_config(db, cfg, now, cfg.simulator.enabled)
+        await sync_config(db, cfg, now)
         async with db.transaction() as s:
             person = await channel_repo.find_staff(s, who)
             if person is None:

@@ -12,7 +12,7 @@ from storage.models import GroupBinding, Identity, Person, Team
 SYNC_LOCK = (0x77770002, 1)
 
 
-async def sync_config(db: Database, cfg: Config, now: object, simulator: bool) -> None:
+async def sync_config(db: Database, cfg: Config, now: object) -> None:
     """Upsert what config declares (idempotent; runs at every start). Workers starting at the same moment
     take turns (PostgreSQL: a transaction-scoped advisory lock; SQLite: the one writer), else on a new
     database each would insert the same teams and all but one would die of a duplicate key."""
@@ -20,6 +20,7 @@ async def sync_config(db: Database, cfg: Config, now: object, simulator: bool) -
         if db.dialect == "postgresql":
             await s.execute(text("SELECT pg_advisory_xact_lock(:cls, :key)"),
                             {"cls": SYNC_LOCK[0], "key": SYNC_LOCK[1]})
+        enabled = cfg.enabled_channels()
         # what is there already, read in a few queries (not one lookup per team, person and account)
         teams = {t.id: t for t in (await s.execute(select(Team))).scalars()}
         coords = {c.id: c for c in cfg.people.coordinators}
@@ -42,14 +43,13 @@ async def sync_config(db: Database, cfg: Config, now: object, simulator: bool) -
         for pid in staff_ids:
             v, c = vols.get(pid), coords.get(pid)
             name = (v or c).name  # type: ignore[union-attr]
-            if simulator:
+            if "simulator" in enabled:  # the simulator knows every configured person
                 await repo.ensure_identity(s, "simulator", pid, pid, pid, name, known=accounts)
             userid = (v.wecom_userid if v else None) or (c.wecom_userid if c else None)
             if userid:  # a corp member of the WeCom app: their userid is also their 1:1 chat
                 await repo.ensure_identity(s, "wecom", userid, pid, userid, name, known=accounts)
         await repo.set_memberships(s, {(t.id, m) for t in cfg.teams for m in t.members})
         # groups of a channel that is off get no binding: nothing is posted there, so no "undeliverable" alert
-        enabled = cfg.enabled_channels()
         configured = {(ch, chat): t.id for t in cfg.teams for ch, chat in t.groups.items() if ch in enabled}
         for (ch, chat), team_id in configured.items():
             row = await s.get(GroupBinding, (ch, chat))
