@@ -4,12 +4,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
@@ -69,6 +71,54 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class InlineSqlite(aiosqlite.Connection):
+    """aiosqlite runs every call on the connection's own thread; the hop (a queue, a thread wake-up, a
+    callback through the loop's self-pipe) costs several times what a SQLite statement does. Calls that
+    cannot wait run inline on the loop instead: reads (WAL readers never wait for a writer), and every
+    statement of a write transaction begun IMMEDIATE (it already holds the one write lock). What can wait
+    keeps the thread: BEGIN (IMMEDIATE waits, up to busy_timeout, for another process's writer), COMMIT
+    (it syncs the write-ahead log to disk), rollback, close, PRAGMAs, and a write outside an IMMEDIATE
+    transaction (it would have to take the lock)."""
+
+    _immediate = False  # inside a transaction begun with BEGIN IMMEDIATE
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._running and self._connection is not None and self._inline(fn, args):
+            return fn(*args, **kwargs)
+        if args and isinstance(args[0], str) and args[0].lstrip()[:5].upper() == "BEGIN":
+            result = await super()._execute(fn, *args, **kwargs)
+            self._immediate = "IMMEDIATE" in args[0].upper()
+            return result
+        if getattr(fn, "__self__", None) is self._connection and fn.__name__ in ("commit", "rollback"):
+            self._immediate = False
+        return await super()._execute(fn, *args, **kwargs)
+
+    def _inline(self, fn: Any, args: tuple[Any, ...]) -> bool:
+        if getattr(fn, "__self__", None) is self._connection:  # the connection's own methods
+            return fn.__name__ == "cursor"
+        if not args or not isinstance(args[0], str):  # fetchone, fetchall, a cursor's close ...
+            return True
+        verb = args[0].lstrip()[:6].upper()
+        return verb in ("SELECT", "WITH") or (self._immediate and verb != "BEGIN")
+
+
+def _sqlite_creator(url: str) -> Any:
+    """The `async_creator` of a SQLite engine: aiosqlite's connect with InlineSqlite (the sqlite3 connection is
+    made on aiosqlite's thread and used from the loop's too, so never by two at once: SQLAlchemy awaits each
+    call on a connection before the next)."""
+    from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
+
+    (database,), params = SQLiteDialect_aiosqlite().create_connect_args(make_url(url))
+    params["check_same_thread"] = False
+
+    def create() -> InlineSqlite:
+        conn = InlineSqlite(lambda: sqlite3.connect(database, **params), 64)
+        conn._thread.daemon = True
+        return conn
+
+    return create
+
+
 def _sqlite_on_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock up front, so a transaction that reads then writes waits
     # (busy_timeout) for another process's writer instead of failing with SQLITE_BUSY mid-way.
@@ -89,7 +139,8 @@ class Database:
         self.engine: AsyncEngine
         if parsed.get_backend_name() == "sqlite":
             ensure_sqlite_dir(url)
-            self.engine = create_async_engine(url, hide_parameters=True)  # no personal data in errors
+            self.engine = create_async_engine(url, hide_parameters=True,  # no personal data in errors
+                                              async_creator=_sqlite_creator(url))
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
         else:
