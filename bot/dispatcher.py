@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from bot.clock import Clock
 from bot.config import Config
+from flows import callbacks
 from flows.i18n import t
 from flows.types import Message
 from handlers import presses, router
@@ -19,6 +20,14 @@ from storage.locks import LocalLocks
 
 log = logging.getLogger(__name__)
 MAX_TRIES = 5  # a poison event (one that fails every time) is given up after this many tries, with an apology
+
+
+def _claimed_card(ev: InboundEvent) -> str | None:
+    """The request a 接单 press is for (None for any other event)."""
+    if ev.kind != "press":
+        return None
+    cb = callbacks.parse(ev.data)
+    return cb.target if cb is not None and cb.action == "claim" else None
 
 
 class Dispatcher:
@@ -37,6 +46,8 @@ class Dispatcher:
         # one conversation's events in this process in arrival order (the database lock taken inside the
         # transaction serialises them across workers, but is not first-come-first-served)
         self.ordering = LocalLocks()
+        # 接单 presses on one card in this process, one at a time (see handle)
+        self.cards = LocalLocks()
 
     def _ctx(self, session: object, ev: InboundEvent | None = None) -> Ctx:
         key = ev.key if ev is not None and ev.kind != "timer" else None
@@ -46,6 +57,17 @@ class Dispatcher:
     async def handle(self, ev: InboundEvent) -> Handled:
         """Handle an event once; a repeat of an already-handled event id does nothing. When handling
         fails, nothing of it is kept and the result says `failed`: the caller must not acknowledge it."""
+        card = _claimed_card(ev)
+        if card is None:
+            return await self._handle(ev)
+        # A burst of 接单 on one card: in this process only the first press goes on to the claim's write; the
+        # others wait for it and are then answered by a read (the card is taken), instead of each queueing
+        # for the write lock (SQLite) or the row's lock (PostgreSQL) only to lose. Across workers the one
+        # conditional write still decides.
+        async with self.cards.lock(card):
+            return await self._handle(ev)
+
+    async def _handle(self, ev: InboundEvent) -> Handled:
         if ev.kind == "press" and (answer := await self._settled(ev)) is not None:
             return Handled(answer=answer)
         key = ev.key

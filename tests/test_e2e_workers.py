@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from bot.clock import Clock
-from storage.models import Team
+from storage.models import Claim, Team
 from tests.conftest import Backend
-from tests.simclient import MONDAY_10AM_UTC, Sim, count_rows, demo_config
+from tests.simclient import CROWD, MONDAY_10AM_UTC, Sim, add_crowd, count_rows, demo_config
 
 
 async def test_two_workers_share_the_work_without_doubling(backend: Backend) -> None:
@@ -33,6 +35,37 @@ async def test_two_workers_share_the_work_without_doubling(backend: Backend) -> 
         for resident in (f"r-w{i}" for i in range(6)):
             texts = await b.bot_texts(resident)
             assert sum("已提交" in t for t in texts) == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_fifty_presses_on_two_workers_one_winner_two_writes_at_most(backend: Backend) -> None:
+    """50 volunteers press 接单 on one card at once, half through each worker: one winner, 49 told it is
+    taken, and in each worker only the first press runs the claim's conditional write (the others wait for
+    it and are answered from a read). The two workers' first presses race in the database for real
+    (PostgreSQL: concurrent transactions; SQLite: two connections and its one write lock)."""
+    cfg = demo_config(backend.database_url, backend.redis_url, add_crowd)
+    clock = Clock(frozen_at=MONDAY_10AM_UTC)
+    a = await Sim(cfg, clock, redis_prefix=backend.redis_prefix).start()
+    b = await Sim(cfg, clock, redis_prefix=backend.redis_prefix).start()
+    writes: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().startswith("UPDATE requests") and "requests.status IN" in statement:
+            writes.append(statement)  # a conditional transition (the claim)
+
+    try:
+        number = await a.ask_for_help("r-burst", "为老服务", "陪同就医", "幸福社区")
+        message_id, data = await a.find_button("grp-xingfu-elderly", "接单", contains=number)
+        for sim in (a, b):
+            event.listen(sim.app.db.engine.sync_engine, "before_cursor_execute", count)  # type: ignore[union-attr]
+        answers = await asyncio.gather(*((a if i % 2 else b).press_data("grp-xingfu-elderly", v, message_id, data)
+                                         for i, v in enumerate(CROWD)))
+        assert sum("接单成功" in (x or "") for x in answers) == 1, answers
+        assert sum("已经有人接了" in (x or "") for x in answers) == 49, answers
+        assert await count_rows(backend.database_url, Claim) == 1
+        assert 1 <= len(writes) <= 2, writes
     finally:
         await a.close()
         await b.close()
