@@ -19,10 +19,10 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from telegram import Bot, ReplyKeyboardRemove, Update
 from telegram.error import ChatMigrated, InvalidToken, RetryAfter, TelegramError
-from telegram.request import HTTPXRequest
 
 from bot.channels.base import Dispatch, NotHandled, PermanentSendError, RetryLater, dispatch_or_raise
 from bot.channels.telegram import inbound, outbound
+from bot.channels.telegram.http import AiohttpRequest
 from bot.channels.telegram.polling import ALLOWED_UPDATES, Poller, release
 from bot.clock import Clock
 from bot.config_channels import TelegramConfig
@@ -60,8 +60,8 @@ class TelegramChannel:
         self._token = cfg.token.get_secret_value()
         api = cfg.api_base_url.rstrip("/")
         self.bot = Bot(self._token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot",
-                       request=HTTPXRequest(connection_pool_size=64, read_timeout=20.0),
-                       get_updates_request=HTTPXRequest(connection_pool_size=2, read_timeout=10.0))
+                       request=AiohttpRequest(connection_pool_size=64, read_timeout=20.0),
+                       get_updates_request=AiohttpRequest(connection_pool_size=2, read_timeout=10.0))
         self.username: str | None = None
         self._dispatch: Dispatch | None = None
         self._task: asyncio.Task[None] | None = None
