@@ -168,6 +168,8 @@ class Outbox:
         """Deliver what is due now and wait until these rows (None: everything this worker can send now) are no
         longer waiting, whichever worker sends them (the simulator answers only after the messages an event
         caused are delivered)."""
+        if ids is not None and not ids:
+            return  # the event caused no message: nothing to wait for (the loop delivers whatever else is due)
         deadline = asyncio.get_running_loop().time() + timeout
 
         def left() -> float:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+BUSY_TIMEOUT_MS = 30000  # how long a SQLite writer waits for another process's write lock
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # alembic's `context` proxy is process-global, so two migrations must never run at once.
@@ -66,7 +67,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy emit BEGIN itself (see _sqlite_on_begin) instead of the driver's lazy BEGIN.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON"):
+    for pragma in ("journal_mode=WAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
@@ -74,32 +75,64 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 class InlineSqlite(aiosqlite.Connection):
     """aiosqlite runs every call on the connection's own thread; the hop (a queue, a thread wake-up, a
     callback through the loop's self-pipe) costs several times what a SQLite statement does. Calls that
-    cannot wait run inline on the loop instead: reads (WAL readers never wait for a writer), and every
-    statement of a write transaction begun IMMEDIATE (it already holds the one write lock). What can wait
-    keeps the thread: BEGIN (IMMEDIATE waits, up to busy_timeout, for another process's writer), COMMIT
-    (it syncs the write-ahead log to disk), rollback, close, PRAGMAs, and a write outside an IMMEDIATE
-    transaction (it would have to take the lock)."""
+    cannot wait run inline on the loop instead: reads (WAL readers never wait for a writer), a deferred
+    BEGIN (it takes no lock), rollback, and every statement of a write transaction begun IMMEDIATE (it
+    already holds the one write lock). What can wait keeps the thread: BEGIN IMMEDIATE (it waits, up to
+    busy_timeout, for another process's writer), the COMMIT of a write transaction (it syncs the
+    write-ahead log to disk), PRAGMAs, and a write outside an IMMEDIATE transaction (it would have to take
+    the lock)."""
 
     _immediate = False  # inside a transaction begun with BEGIN IMMEDIATE
 
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if self._running and self._connection is not None and self._inline(fn, args):
-            return fn(*args, **kwargs)
-        if args and isinstance(args[0], str) and args[0].lstrip()[:5].upper() == "BEGIN":
-            result = await super()._execute(fn, *args, **kwargs)
-            self._immediate = "IMMEDIATE" in args[0].upper()
-            return result
-        if getattr(fn, "__self__", None) is self._connection and fn.__name__ in ("commit", "rollback"):
+        if self._running and self._connection is not None:
+            if self._inline(fn, args):
+                return fn(*args, **kwargs)
+            if _is_begin_immediate(args) and self._try_begin_now(fn, args):
+                return None
+        result = await super()._execute(fn, *args, **kwargs)
+        if args and isinstance(args[0], str) and args[0].lstrip()[:6].upper() != "PRAGMA":
+            # BEGIN IMMEDIATE (a deferred BEGIN runs inline), or a write that took the lock: from here on the
+            # transaction holds the write lock, and its commit syncs
+            self._immediate = True
+        elif getattr(fn, "__self__", None) is self._connection and fn.__name__ == "commit":
             self._immediate = False
-        return await super()._execute(fn, *args, **kwargs)
+        return result
+
+    def _try_begin_now(self, fn: Any, args: tuple[Any, ...]) -> bool:
+        """BEGIN IMMEDIATE on the loop when the write lock is free (nobody else waits: busy_timeout 0); False
+        when another connection holds it, and the caller waits for it on the thread."""
+        conn = self._connection
+        assert conn is not None
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            fn(*args)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            return False
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._immediate = True
+        return True
 
     def _inline(self, fn: Any, args: tuple[Any, ...]) -> bool:
         if getattr(fn, "__self__", None) is self._connection:  # the connection's own methods
-            return fn.__name__ == "cursor"
+            if fn.__name__ == "rollback":
+                self._immediate = False
+                return True
+            return fn.__name__ == "cursor" or (fn.__name__ == "commit" and not self._immediate)
         if not args or not isinstance(args[0], str):  # fetchone, fetchall, a cursor's close ...
             return True
-        verb = args[0].lstrip()[:6].upper()
-        return verb in ("SELECT", "WITH") or (self._immediate and verb != "BEGIN")
+        words = args[0].split(None, 2)
+        verb = words[0].upper() if words else ""
+        if verb == "BEGIN":
+            return len(words) == 1 or words[1].upper() in ("DEFERRED", "TRANSACTION")
+        return verb in ("SELECT", "WITH") or (self._immediate and verb != "PRAGMA")
+
+
+def _is_begin_immediate(args: tuple[Any, ...]) -> bool:
+    return bool(args) and isinstance(args[0], str) and args[0].split()[:2] == ["BEGIN", "IMMEDIATE"]
 
 
 def _sqlite_creator(url: str) -> Any:

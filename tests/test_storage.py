@@ -220,3 +220,33 @@ async def test_dedupe_marks_once_and_prunes_old_ids(db: Database) -> None:
         assert await repo.prune_processed(s, now - timedelta(days=7)) == 1
     async with db.transaction() as s:
         assert await repo.mark_processed(s, "simulator", "e1", now)  # forgotten, so new again
+
+
+async def test_sqlite_a_writer_waiting_for_another_connection_leaves_the_loop_free(tmp_path: object) -> None:
+    """SQLite statements run inline on the loop, but a BEGIN IMMEDIATE that finds the write lock taken (here by
+    a second engine on the same file, as another worker would hold it) waits on aiosqlite's thread: the
+    holder, on this same loop, goes on and commits, then the waiter writes. (Waiting inline would freeze the
+    loop until busy_timeout.)"""
+    url = f"sqlite+aiosqlite:///{tmp_path}/two.db"
+    a, b = Database(url), Database(url)
+    try:
+        await a.upgrade()
+        order: list[str] = []
+
+        async def second() -> None:
+            async with b.transaction() as s:
+                await s.execute(text("INSERT INTO counters (name, value) VALUES ('b', 1)"))
+                order.append("b")
+
+        async with a.transaction() as s:
+            await s.execute(text("INSERT INTO counters (name, value) VALUES ('a', 1)"))
+            waiter = asyncio.create_task(second())
+            await asyncio.sleep(0.3)  # the loop is free while b waits for the lock
+            order.append("a")
+        await asyncio.wait_for(waiter, 10)
+        assert order == ["a", "b"]
+        async with b.read() as s:
+            assert (await s.execute(text("SELECT count(*) FROM counters"))).scalar_one() == 2
+    finally:
+        await a.dispose()
+        await b.dispose()

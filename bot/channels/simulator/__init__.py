@@ -152,7 +152,7 @@ class SimulatorChannel:
         return web.FileResponse(STATIC / "index.html")
 
     async def _directory(self, request: web.Request) -> web.Response:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             people = list((await s.execute(
                 select(Person).join(Identity, Identity.person_id == Person.id)
                 .where(Identity.channel == NAME).order_by(Person.is_resident, Person.id))).scalars())
@@ -173,7 +173,7 @@ class SimulatorChannel:
 
     async def _messages(self, request: web.Request) -> web.Response:
         chat_id = request.match_info["chat_id"]
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             rows = list((await s.execute(select(SimMessage).where(SimMessage.chat_id == chat_id)
                                          .order_by(SimMessage.id))).scalars())
         return web.json_response([{"message_id": str(r.id), "text": r.text, "buttons": r.buttons,
@@ -187,7 +187,7 @@ class SimulatorChannel:
         chat_id, message_id = request.match_info["chat_id"], request.match_info["message_id"]
         if not message_id.isdigit():
             raise web.HTTPNotFound()
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             row = await s.get(SimMessage, int(message_id))
         if row is None or row.chat_id != chat_id or not row.document:
             raise web.HTTPNotFound()
@@ -215,7 +215,7 @@ class SimulatorChannel:
     async def _chat_type(self, chat_id: str, user_id: str) -> str:
         if chat_id == user_id:
             return "private"
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             bound = await s.get(GroupBinding, (NAME, chat_id))
         if bound is None:
             raise BadRequest(f"unknown chat '{chat_id}': a private chat's id is the user's id, groups come from "
@@ -266,7 +266,7 @@ class SimulatorChannel:
         chat_type = await self._chat_type(body["chat_id"], body["user_id"])
         if not body["message_id"].isdigit():
             raise BadRequest("'message_id' must be a message id from this chat")
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             msg = await s.get(SimMessage, int(body["message_id"]))
         if msg is None or msg.chat_id != body["chat_id"] or msg.sender != "bot":
             raise BadRequest("no such bot message in this chat")
