@@ -23,6 +23,15 @@ from storage.repo import NewRow
 log = logging.getLogger(__name__)
 
 
+def warm_up() -> None:
+    """Read the message catalogs and the crisis models now (each once per process), not while the first
+    person's message waits."""
+    from flows import i18n, safety
+
+    i18n.keywords()
+    safety.detect("你好")
+
+
 class App:
     """One worker process of the bot."""
 
@@ -72,6 +81,7 @@ class App:
         log.info("database: %s", redact_url(self.cfg.storage.database_url))
         await self.db.upgrade()
         await sync_config(self.db, self.cfg, self.clock.now())
+        warm_up()
         self.channels.update(registry.build(self.cfg, self.db, self.clock, self.limiter, self.outbox.kick,
                                             self.settle, self.advance))
         for channel in self.channels.values():

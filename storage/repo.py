@@ -5,9 +5,10 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flows.requests import TRANSITIONS
@@ -34,14 +35,27 @@ from storage.models import (
     TeamMember,
     Timer,
 )
-from storage.sql import _insert, rowcount
+from storage.sql import _insert, rowcount, rowcount_of
 
 # ---- dedupe -------------------------------------------------------------------------------------
 
+# Statements every event runs, built once (Core, bound parameters): building and keying a statement anew for
+# each event costs more than executing it.
+_MARK = {name: dialect.insert(ProcessedEvent.__table__).on_conflict_do_nothing(index_elements=["channel", "event_id"])
+         for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_PERSON_FOR_IDENTITY = select(Person).join(Identity, Identity.person_id == Person.id).where(
+    Identity.channel == bindparam("channel"), Identity.external_id == bindparam("external_id"))
+_ADD_IDENTITY = insert(cast(Table, Identity.__table__))
+_BUSY_CHATS = select(OutboxMessage.channel, OutboxMessage.chat_id).where(
+    OutboxMessage.status == "pending", OutboxMessage.chat_id.in_(bindparam("chats", expanding=True))).distinct()
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+_ADD_OUTBOX = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+
+
 async def mark_processed(s: AsyncSession, channel: str, event_id: str, now: datetime) -> bool:
     """Record an inbound event id; False if it was handled before."""
-    stmt = _insert(s)(ProcessedEvent).values(channel=channel, event_id=event_id, at=now)
-    return await rowcount(s, stmt.on_conflict_do_nothing(index_elements=["channel", "event_id"])) == 1
+    stmt = _MARK[s.get_bind().dialect.name]
+    return await rowcount_of(s, stmt, {"channel": channel, "event_id": event_id, "at": now}) == 1
 
 
 async def prune_processed(s: AsyncSession, before: datetime) -> int:
@@ -67,9 +81,8 @@ async def get_person(s: AsyncSession, person_id: str) -> Person | None:
 
 async def person_for_identity(s: AsyncSession, channel: str, external_id: str) -> Person | None:
     """The person behind a platform account, if known."""
-    q = select(Person).join(Identity, Identity.person_id == Person.id).where(
-        Identity.channel == channel, Identity.external_id == external_id)
-    return (await s.execute(q)).scalar_one_or_none()
+    found = await s.execute(_PERSON_FOR_IDENTITY, {"channel": channel, "external_id": external_id})
+    return found.scalar_one_or_none()
 
 
 async def create_resident(s: AsyncSession, channel: str, external_id: str, chat_id: str, name: str,
@@ -78,9 +91,8 @@ async def create_resident(s: AsyncSession, channel: str, external_id: str, chat_
     person = Person(id="r-" + uuid.uuid4().hex[:12], name=name[:100], is_resident=True, created_at=now)
     s.add(person)
     await s.flush()
-    s.add(Identity(channel=channel, external_id=external_id, person_id=person.id, chat_id=chat_id,
-                   display_name=name[:100]))
-    await s.flush()
+    await s.execute(_ADD_IDENTITY, {"channel": channel, "external_id": external_id, "person_id": person.id,
+                                    "chat_id": chat_id, "display_name": name[:100]})
     return person
 
 
@@ -382,9 +394,7 @@ async def enqueue_many(s: AsyncSession, now: datetime, rows: list[NewRow], lease
     busy: set[tuple[str, str]] = set()
     if lease_for > 0:
         chats = sorted({r.chat_id for r in rows})
-        q = select(OutboxMessage.channel, OutboxMessage.chat_id).where(
-            OutboxMessage.status == "pending", OutboxMessage.chat_id.in_(chats)).distinct()
-        busy = {(c, chat) for c, chat in (await s.execute(q)).all()}
+        busy = {(c, chat) for c, chat in (await s.execute(_BUSY_CHATS, {"chats": chats})).all()}
     until = utcnow() + timedelta(seconds=lease_for)
     values = []
     for r in rows:
@@ -393,8 +403,7 @@ async def enqueue_many(s: AsyncSession, now: datetime, rows: list[NewRow], lease
                        "payload": r.payload, "request_id": r.request_id, "ledger_kind": r.ledger_kind,
                        "status": "pending", "attempts": 0, "next_attempt_at": now,
                        "lease_until": until if r.leased else None})
-    stmt = insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True)
-    ids = (await s.execute(stmt, values)).scalars().all()
+    ids = (await s.execute(_ADD_OUTBOX, values)).scalars().all()
     for r, row_id in zip(rows, ids, strict=True):
         r.id = row_id
     return [r for r in rows if r.leased]

@@ -17,3 +17,9 @@ async def rowcount(s: AsyncSession, stmt: Any) -> int:
     """Execute a write and return how many rows it touched (what conditional writes decide on)."""
     res = cast(CursorResult[Any], await s.execute(stmt))
     return int(res.rowcount)
+
+
+async def rowcount_of(s: AsyncSession, stmt: Any, params: dict[str, Any]) -> int:
+    """`rowcount` of a prepared statement executed with these parameters."""
+    res = cast(CursorResult[Any], await s.execute(stmt, params))
+    return int(res.rowcount)
