@@ -30,8 +30,8 @@ from storage.models import HelpRequest, Identity, OutboxMessage, Person
 log = logging.getLogger(__name__)
 # A leased row is this worker's to send. Leases are short and renewed while the work goes on, so the rows of a
 # worker that died (kill -9) are taken over within LEASE; they are real time, not the app's (maybe frozen) Clock.
-LEASE = timedelta(seconds=5)
-RENEW_SECONDS = 1.5
+LEASE = timedelta(seconds=3)
+RENEW_SECONDS = 1.0
 MAX_ATTEMPTS = 12
 LANES = 32  # chats sent to at once in one pass
 
