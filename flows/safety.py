@@ -54,7 +54,9 @@ When in doubt the rules prefer the false alarm, as CARE.md asks: a kind call cos
 Medical: present-tense emergencies (collapse, breathing, a fall with no getting up, stroke signs, chest
 pain, heavy bleeding, seizures, cannot be woken). A message that speaks of the past or of a hypothetical
 (去年, 以前, 后遗症, 复查, 如果, 预防) is not an emergency unless it also says now (突然, 刚才, 快来, 救护车).
-Self-harm wins over medical (the self-harm answer also gives 110 / 120).
+Self-harm wins over medical (the self-harm answer also gives 110 / 120), except for something swallowed by
+mistake (孙子把安眠药当糖吃了, 误喝了农药, 不小心吃多了): when the only self-harm cues are the means taken and nothing
+speaks of wanting it (想把药…), it is a poisoning, a medical emergency now (or nothing, when it was long ago).
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ from dataclasses import dataclass, field
 
 from flows import safety_model
 from flows.safety_rules import (
+    ACCIDENTAL,
     DISTANCE,
     ENDING_A_REQUEST,
     FIRST_PERSON_NOW,
@@ -80,6 +83,7 @@ from flows.safety_rules import (
     SLANG,
     TRAD,
     WISH,
+    WISH_TO_TAKE,
     Cue,
     prefilter,
 )
@@ -209,6 +213,9 @@ def rules(text: str | None) -> Assessment:
     return _rules(text)[0]
 
 
+_MEANS = ("method", "after")  # the cue families that name a means taken, not a wish to die
+
+
 def _rules(text: str | None) -> tuple[Assessment, str]:
     """The verdict of the rules, and the text they read (normalised, idioms blanked: what the models read)."""
     if not text or not text.strip():
@@ -221,6 +228,12 @@ def _rules(text: str | None) -> tuple[Assessment, str]:
     score, hits = score + more, hits + names
     if score and INSIST.pattern.search(plain):
         score, hits = score + INSIST.weight, [*hits, INSIST.name]
+    accident = ACCIDENTAL.search(plain) and not WISH_TO_TAKE.search(plain)
+    if score and accident and all(h.startswith(_MEANS) for h in hits):
+        # a means named, swallowed by mistake, nothing of wanting to die: a poisoning
+        if now(plain):
+            return Assessment("medical", score, [*hits, "accidental"]), plain
+        return Assessment(None, score, [*hits, "accidental"], list(msg.guarded)), plain
     if score >= THRESHOLD:
         return Assessment("self_harm", score, hits), plain
     guarded = list(msg.guarded)
@@ -240,7 +253,7 @@ def assess(text: str | None) -> Assessment:
     parts = safety_model.Parts(plain)  # the n-grams, taken once for both models
     # the self-harm model does not overrule a guard of the rules on the very words it set aside, nor read
     # ending a request as ending a life
-    if not verdict.guarded and not ENDING_A_REQUEST.search(plain):
+    if not verdict.guarded and not ENDING_A_REQUEST.search(plain) and not _accident_only(verdict, plain):
         model = safety_model.load()
         got = model.score(parts)
         if got >= (model.threshold_with_cue if verdict.score >= 1 else model.threshold):
@@ -252,6 +265,12 @@ def assess(text: str | None) -> Assessment:
         cue = f"medical model {got:.2f}: " + " / ".join(medical.reasons(plain))
         return Assessment("medical", verdict.score, [*verdict.cues, cue])
     return verdict
+
+
+def _accident_only(verdict: Assessment, plain: str) -> bool:
+    """Something swallowed by mistake, and no cue but the means (the rules judged it): not for the self-harm model
+    to read as intent."""
+    return "accidental" in verdict.cues
 
 
 def detect(text: str | None) -> str | None:

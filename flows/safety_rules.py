@@ -338,6 +338,14 @@ MEDICAL = [
             r"|烫伤了一大片|头痛得?要炸|剧烈头痛|从来没这么(?:痛|疼)|触电|bleeding"),
     ]),
 ]
+# Someone swallowed something by mistake (a child took pills for sweets, an elder the wrong bottle): a poisoning
+# is a medical emergency (120, the unit's coordinators), not a sign of self-harm, when nothing else in the
+# message speaks of wanting to die.
+ACCIDENTAL = re.compile(r"误(?:服|吃|喝|食|吞)|当(?:成|作|做)?(?:了)?(?:糖|糖果|饮料|水|酒|零食|汽水|果汁|维生素|钙片)"
+                        r"|不小心(?:把[^，,。！？!?]{0,8})?(?:吃|喝|吞)|偷(?:吃|喝)|(?:吃|喝|拿)错(?:了)?"
+                        r"|(?:孙子|孙女|外孙|宝宝|小孩|娃娃|幼儿|小朋友)[^，,。！？!?]{0,8}(?:吃|喝|吞)(?:了|下)")
+# …but not a wish to take it ("我想把安眠药当糖吃")
+WISH_TO_TAKE = re.compile(r"(?:想|要|打算|准备|干脆)[^，,。！？!?]{0,4}(?:吃|喝|吞|把)[^，,。！？!?]{0,8}(?:药|安定|敌敌畏|百草枯)")
 # Past events, hypotheticals, questions about prevention: not an emergency now.
 MEDICAL_PAST = re.compile(r"去年|前年|以前|之前|从前|上个?月|上周|上星期|前几年|前两天|前几天|后遗症|复查|出院|病史"
                           r"|过的|过一次"

@@ -138,6 +138,22 @@ def test_a_stroke_now_is_medical_even_after_an_old_one() -> None:
     assert safety.detect("去年中风过，刚才突然又说不出话，半边身子动不了") == "medical"
 
 
+@pytest.mark.parametrize("text", ["孙子把安眠药当糖吃了", "小孩把奶奶的降压药当糖果吃了好几颗，现在怎么办",
+                                  "我爸误喝了农药，现在在吐", "我不小心吃多了安眠药", "外孙喝了半瓶敌敌畏，快来人啊"])
+def test_something_swallowed_by_mistake_is_a_poisoning_not_self_harm(text: str) -> None:
+    assert safety.detect(text) == "medical"  # 120 first, the unit's coordinators — not the counsellors
+
+
+@pytest.mark.parametrize("text", ["我想把安眠药当糖吃，吃完就不用醒了", "干脆把农药当水喝了算了",
+                                  "活着没意思，我偷偷把药都吃了", "我吃了一整瓶安眠药"])
+def test_taking_it_on_purpose_stays_self_harm(text: str) -> None:
+    assert safety.detect(text) == "self_harm"
+
+
+def test_a_poisoning_long_ago_is_not_an_emergency() -> None:
+    assert safety.detect("孙子去年误喝过农药，现在还好") is None
+
+
 @pytest.mark.parametrize("text", ["我想结束这个请求，不需要了", "帮我把单子撤了", "不用派人了，结束吧"])
 def test_ending_or_cancelling_a_request(text: str) -> None:
     assert safety.detect(text) is None
