@@ -91,6 +91,21 @@ async def test_a_failed_upload_is_retried_not_lost(bot: WecomBot, channel: str) 
     assert fake.uploads == 1
 
 
+async def test_a_connection_lost_mid_send_gives_back_the_parts_never_tried(bot: WecomBot) -> None:
+    """The caption of an export goes out and the connection drops before WeCom answers: whether WeCom took it
+    cannot be known, so that part stays counted (never more than WeCom's 5); the file part, never tried, is
+    given back; the outbox sends the whole message again."""
+    fake = bot.fake
+    await bot.resident(RES, "你好")
+    fake.cut_next.add("kf/send_msg")
+    await bot.resident(RES, "导出我的数据")
+    assert not fake.cut_next and fake.kf_files(RES) == []
+    assert await kf_used(bot, RES) == 1  # the caption that may have gone out; not the file
+    await bot.advance(seconds=5)
+    assert len(fake.kf_files(RES)) == 1
+    assert await kf_used(bot, RES) == 3 and fake.kf_users[RES].sent == 2
+
+
 async def test_kf_budget_counts_the_file(bot: WecomBot) -> None:
     fake = bot.fake
     await bot.resident(RES, "你好")

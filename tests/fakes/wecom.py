@@ -96,6 +96,7 @@ class FakeWecom:
         self.welcome_codes: dict[str, tuple[str, datetime]] = {}
         self.trans_log: list[dict[str, Any]] = []
         self.fail_next: dict[str, int] = {}  # path -> errcode to answer once (e.g. 45009)
+        self.cut_next: set[str] = set()  # paths whose next call loses its connection before WeCom takes it
         self.media: dict[str, Media] = {}
         self.uploads = 0  # media/upload calls that were accepted
         self.empty_page_once = False  # kf/sync_msg quirk: has_more=1 with an empty list
@@ -150,6 +151,11 @@ class FakeWecom:
             return self.error(path, 42001, "access_token expired")
         if path in self.fail_next:
             return self.error(path, self.fail_next.pop(path), "injected")
+        if path in self.cut_next:  # the caller sees the connection drop and cannot know what happened
+            self.cut_next.discard(path)
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)  # never written: the connection is gone
         return None
 
     async def _upload(self, request: web.Request) -> web.Response:

@@ -108,6 +108,13 @@ class KfChannel:
                                                     "msgid": msgid, **body})
             except (WecomError, RetryLater) as exc:
                 await self._refused(chat_id, len(payloads) - i, exc)
+            except Exception:
+                # no answer (the connection dropped, a timeout): WeCom may have taken this part, so it stays
+                # counted (never more than WeCom's 5); the parts never tried are given back; the outbox retries
+                if i + 1 < len(payloads):
+                    async with self.db.transaction() as s:
+                        await store.kf_refund(s, chat_id, len(payloads) - i - 1)
+                raise
             async with self.db.transaction() as s:
                 await store.kf_record_sent(s, msgid, chat_id, _sent_part(msg, body), self.clock.now())
         return msgid
