@@ -534,17 +534,19 @@ and cProfile / py-spy runs):
   in the message ledger). A press on a card someone already has is answered from a read, with no write.
 * **SQLite has one writer.** `storage.db.Database.transaction()` queues this process's write
   transactions on one `asyncio.Lock` and opens them with `BEGIN IMMEDIATE`; reads
-  (`Database.read()`) take no lock and run beside the writer (WAL). aiosqlite adds a thread hop per
-  statement. Concurrent residents' events are written one after another, so tail latency grows with
-  concurrency.
+  (`Database.read()`) take no lock and run beside the writer (WAL). Statements run inline on the event
+  loop (`storage.db.InlineSqlite`); only a BEGIN IMMEDIATE that finds another connection's write lock and
+  the COMMIT of a write (it syncs the WAL) go to aiosqlite's thread. Concurrent residents' events are
+  written one after another, so tail latency grows with concurrency.
 * **One claim wins a race on both backends.** The single conditional
   `UPDATE … WHERE status IN (…)` built from `flows/requests.py` TRANSITIONS (`storage.repo.transition`)
-  decides it, not a lock; the losers' presses that arrive after the winner's commit are answered from a
-  read. PostgreSQL could run the transactions in parallel, but one Python process cannot feed it; that
-  needs several worker processes (conversations are locked inside their transaction with
-  `pg_advisory_xact_lock`, outbox rows are leased for 10 s).
+  decides it, not a lock. In each worker only the first 接单 press on a card runs it: the presses that
+  arrive meanwhile wait for it (`Dispatcher.handle`, one lock per card) and are then answered from a
+  read, with no write. PostgreSQL could run the transactions in parallel, but one Python process cannot
+  feed it; that needs several worker processes (conversations are locked inside their transaction with
+  `pg_advisory_xact_lock`, outbox rows are leased for 3 s and renewed every second).
 * **The two backends are close, and which one wins changes from run to run.** SQLite pays the
-  in-process write lock and an aiosqlite thread hop per statement; PostgreSQL pays a network round trip
+  in-process write lock and a thread hop per committed write; PostgreSQL pays a network round trip
   per statement, with the PostgreSQL server and Redis competing with the bot for the same 2 cores.
   Differences below ~30 % are noise on this shared machine (see the load averages above).
 * **Reading a chat gets slower as the chat grows.** `GET /sim/api/chats/{id}/messages` returns the
