@@ -63,6 +63,7 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flows import safety_model
@@ -72,6 +73,7 @@ from flows.safety_rules import (
     ENDING_A_REQUEST,
     FIRST_PERSON_NOW,
     HYPERBOLE,
+    HYPOTHETICAL,
     IDIOMS,
     INSIST,
     MEDICAL,
@@ -79,6 +81,7 @@ from flows.safety_rules import (
     MEDICAL_PAST,
     NEGATION,
     NEGATION_BARE,
+    PRESENT,
     SELF_HARM,
     SLANG,
     TRAD,
@@ -170,10 +173,10 @@ class _Text:
         i = bisect.bisect_left(self._stops, pos)  # sentence ends before pos (a stop is one character)
         return self._stops[i - 1] + 1 if i else 0, self._stops[i] if i < len(self._stops) else len(self.text)
 
-    def counts(self, m: re.Match[str], cue: Cue | None = None) -> bool:
+    def counts(self, m: re.Match[str], cue: Cue | None = None, symptom: bool = False) -> bool:
         """A cue match counts unless it is negated just before, or its clause is about fiction, news or the past
-        (or an earlier clause of its sentence is, and the cue's clause does not speak of the writer), or the
-        cue's `unless` is in its sentence."""
+        (or an earlier clause of its sentence is, and the cue's clause does not speak of the writer — nor, for a
+        `symptom`, of now: 以前中风过，现在又嘴歪了), or the cue's `unless` is in its sentence."""
         start, end = self.clause(m.start())
         before = self.text[max(start, m.start() - _NEGATION_WINDOW):m.start()]
         if NEGATION.search(before) or (NEGATION_BARE.search(before) and WISH.match(m.group())):
@@ -182,19 +185,39 @@ class _Text:
         if DISTANCE.search(clause) and not FIRST_PERSON_NOW.search(clause):
             return False
         s_start, s_end = self.sentence(m.start())
-        if DISTANCE.search(self.text[s_start:start]) and not _SELF.search(clause):
+        if DISTANCE.search(self.text[s_start:start]) and not _SELF.search(clause) \
+                and not (symptom and PRESENT.search(clause)):
             return False
         return not (cue and cue.unless and cue.unless.search(self.text[s_start:s_end]))
 
-    def score(self, cues: list[Cue], enough: int | None = None) -> tuple[int, list[str]]:
-        """The summed weight and the names of the cues that count; with `enough`, it stops once the score
-        reaches it (the verdict is settled; a long message need not be scanned for every other cue)."""
+    def happening(self, pos: int) -> bool:
+        """A symptom at `pos` is happening now, judged from its own clause first: a hypothetical there or earlier
+        in its sentence rules it out unless the clause says it is happening (刚才, 突然, 快来 — not 怎么办, which
+        a general question asks too); a present word there (现在, 今天, 又, 这次) or 刚才/突然/快来 makes it now
+        whatever earlier clauses said of the past; a past word there rules it out. A clause that says nothing of
+        time is now unless the message speaks only of the past (`now`)."""
+        start, end = self.clause(pos)
+        clause, (s_start, _) = self.text[start:end], self.sentence(pos)
+        urgent = MEDICAL_NOW.search(clause.replace("怎么办", ""))
+        if HYPOTHETICAL.search(clause) or HYPOTHETICAL.search(self.text[s_start:start]):
+            return bool(urgent)
+        if urgent or PRESENT.search(clause):
+            return True
+        if MEDICAL_PAST.search(clause) or DISTANCE.search(clause):
+            return False
+        return now(self.text)
+
+    def score(self, cues: list[Cue], enough: int | None = None,
+              when: Callable[[int], bool] | None = None) -> tuple[int, list[str]]:
+        """The summed weight and the names of the cues that count (and, with `when`, whose match is at a position
+        it accepts); with `enough`, it stops once the score reaches it (the verdict is settled; a long message
+        need not be scanned for every other cue)."""
         score, hits = 0, []
         for cue in cues:
             if enough is not None and score >= enough:
                 break
             found = list(cue.pattern.finditer(self.text)) if cue.may_match(self.chars) else []
-            if any(self.counts(m, cue) for m in found):
+            if any(self.counts(m, cue, when is not None) and (when is None or when(m.start())) for m in found):
                 score += cue.weight
                 hits.append(cue.name)
             elif found:  # the cue's words are there, but a guard (negation, story, ordinary use) set them aside
@@ -204,7 +227,12 @@ class _Text:
 
 def now(plain: str) -> bool:
     """A medical emergency is now: the text says so (突然, 刚才, 快来, 救护车), or speaks neither of the past or a
-    hypothetical (去年, 后遗症, 复查, 如果, 预防) nor of a story or the news. `plain` is normalised text."""
+    hypothetical (去年, 后遗症, 复查, 如果, 预防) nor of a story or the news; a hypothetical is not made now by a
+    mere 怎么办 (如果老人晕倒了应该怎么办). `plain` is normalised text."""
+    if MEDICAL_NOW.search(plain.replace("怎么办", "")):
+        return True
+    if HYPOTHETICAL.search(plain):
+        return False
     return bool(MEDICAL_NOW.search(plain) or not (MEDICAL_PAST.search(plain) or DISTANCE.search(plain)))
 
 
@@ -237,8 +265,8 @@ def _rules(text: str | None) -> tuple[Assessment, str]:
     if score >= THRESHOLD:
         return Assessment("self_harm", score, hits), plain
     guarded = list(msg.guarded)
-    medical, names = msg.score(MEDICAL)
-    if medical >= THRESHOLD and now(plain):
+    medical, names = msg.score(MEDICAL, when=msg.happening)
+    if medical >= THRESHOLD:
         return Assessment("medical", score, hits + names), plain
     return Assessment(None, score, hits, guarded), plain
 

@@ -351,4 +351,9 @@ MEDICAL_PAST = re.compile(r"去年|前年|以前|之前|从前|上个?月|上周
                           r"|过的|过一次"
                           r"|预防|如果|万一|假如|要是|注意什么|急救知识|培训|听说|怎么急救|应该怎么|看过了|犯过"
                           r"|中风后|中风以后")
+# Said of the clause a symptom is in: the symptom is now, even after an earlier clause about the past
+# ("去年做过搭桥，现在喘不上气").
+PRESENT = re.compile(r"现在|今天|今早|今晚|今儿|这次|这回|又|正在|此刻|这会儿?|刚")
+# A hypothetical or a question about what to do in general: not an emergency unless it also says it is happening.
+HYPOTHETICAL = re.compile(r"如果|万一|假如|假设|要是|预防|注意什么|应该怎么|怎么急救|急救知识|培训")
 MEDICAL_NOW = re.compile(r"突然|刚才|刚刚|快来|快叫|救命|救护车|120|马上|赶紧|怎么办|快帮|一直在?流|现在昏")

@@ -133,6 +133,19 @@ def test_a_past_stroke_is_not_an_emergency(text: str) -> None:
     assert safety.detect(text) is None
 
 
+@pytest.mark.parametrize("text", ["去年做过心脏搭桥，现在胸口疼得厉害，喘不上气",
+                                  "我妈以前中风过，现在又嘴歪了说不出话",
+                                  "之前摔过一次，这次摔倒起不来了", "上个月出院的，今天又晕倒了"])
+def test_an_emergency_now_after_a_clause_about_the_past(text: str) -> None:
+    assert safety.detect(text) == "medical"  # the past is judged clause by clause, not for the whole message
+
+
+@pytest.mark.parametrize("text", ["如果老人晕倒了应该怎么办", "万一他又晕倒了怎么办，想学学急救",
+                                  "假如半夜喘不上气，要先打120还是先叫邻居"])
+def test_a_hypothetical_is_not_made_an_emergency_by_its_question(text: str) -> None:
+    assert safety.detect(text) is None
+
+
 def test_a_stroke_now_is_medical_even_after_an_old_one() -> None:
     assert safety.detect("我爸突然嘴歪了说话不清楚") == "medical"
     assert safety.detect("去年中风过，刚才突然又说不出话，半边身子动不了") == "medical"
