@@ -83,3 +83,23 @@ async def test_a_refused_connection_is_a_network_error() -> None:
         assert not isinstance(info.value, TimedOut)
     finally:
         await request.shutdown()
+
+
+async def test_the_proxy_in_the_environment_is_used(server: tuple[str, list[dict[str, object]]],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where api.telegram.org is only reachable through a proxy, HTTP(S)_PROXY is honoured (as by PTB's own
+    transport): the API here is a port nobody listens on, reachable only through the proxy."""
+    proxy, seen = server  # the fake API answers proxied requests too (an absolute URL in the request line)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    request = AiohttpRequest()
+    await request.initialize()
+    try:
+        await request.post(f"http://127.0.0.1:{dead}/bot{TOKEN}/getMe")
+    finally:
+        await request.shutdown()
+    assert seen == [{"method": "getMe"}]

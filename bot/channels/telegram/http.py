@@ -37,7 +37,10 @@ class AiohttpRequest(BaseRequest):
         """Open the session (again, after a shutdown)."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size)
-            self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.USER_AGENT})
+            # trust_env: HTTPS_PROXY / NO_PROXY are honoured, as by PTB's default transport (api.telegram.org may
+            # only be reachable through a proxy)
+            self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.USER_AGENT},
+                                                  trust_env=True)
 
     async def shutdown(self) -> None:
         """Close the session and its connections."""
