@@ -8,9 +8,11 @@ with PTB's HTTPXRequest, so everything above this class behaves the same.
 """
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import aiohttp
+import certifi
 from telegram._utils.defaultvalue import DefaultValue  # what PTB's own HTTPXRequest checks timeouts against
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
@@ -36,7 +38,9 @@ class AiohttpRequest(BaseRequest):
     async def initialize(self) -> None:
         """Open the session (again, after a shutdown)."""
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._pool_size)
+            # certifi's CA bundle, as PTB's httpx transport uses: a machine without system CA certificates works
+            tls = ssl.create_default_context(cafile=certifi.where())
+            connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=tls)
             # trust_env: HTTPS_PROXY / NO_PROXY are honoured, as by PTB's default transport (api.telegram.org may
             # only be reachable through a proxy)
             self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.USER_AGENT},
