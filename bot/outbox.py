@@ -211,7 +211,13 @@ class Outbox:
             leased = {r.id for rows in lanes.values() for r in rows}
             self._held |= leased
             try:
-                results = await asyncio.gather(*(self._bounded_lane(rows) for rows in lanes.values()))
+                # chats with a queue first, then the chats with one row: a chat with a queue is held by its own
+                # limit (a group's 20/min) and must take every global slot its limit lets it have, or the queue
+                # drains later than it could; a chat with one row only waits a moment for the next global slot
+                queues = [rows for rows in lanes.values() if len(rows) > 1]
+                results = list(await asyncio.gather(*(self._bounded_lane(rows) for rows in queues)))
+                results += await asyncio.gather(*(self._bounded_lane(rows) for rows in lanes.values()
+                                                  if len(rows) == 1))
             finally:
                 self._held -= leased
             return sum(results)

@@ -33,15 +33,17 @@ async def stub() -> AsyncIterator[StubBotApi]:
         await api.close()
 
 
-async def backlog_app(backend: Backend, stub: StubBotApi, clock: Clock, chats: list[str]) -> App:
-    """An App (not started) with Telegram at the stub, real limits, one message waiting for each chat."""
+async def backlog_app(backend: Backend, stub: StubBotApi, clock: Clock, chats: list[str],
+                      then: list[str] = ()) -> App:  # type: ignore[assignment]
+    """An App (not started) with Telegram at the stub, real limits, one message waiting for each chat (and after
+    them one more for each chat of `then`)."""
     cfg = parse_config(drain_config(backend.database_url, backend.redis_url, stub.base_url))
     db = Database(backend.database_url)
     try:
         await db.upgrade()
         async with db.transaction() as s:
             await repo.enqueue_many(s, clock.now(), [repo.NewRow("telegram", c, "message", {"text": f"to {c}"})
-                                                     for c in chats])
+                                                     for c in [*chats, *then]])
     finally:
         await db.dispose()
     return App(cfg, clock=clock, redis_prefix=backend.redis_prefix)
@@ -90,3 +92,21 @@ async def test_a_row_held_back_is_sent_when_due_not_at_the_next_poll(backend: Ba
     assert stub.calls["sendMessage"] == 31
     first, last = stub.log[0][0], stub.log[-1][0]
     assert 0.9 <= last - first < 3.0  # the 31st went when the 1-second window let it (the stub logs arrivals)
+
+
+async def test_a_group_with_a_queue_goes_before_chats_with_one_message(backend: Backend, stub: StubBotApi) -> None:
+    """60 private chats with one message each were queued before a group's 4: the group, held by its own limit
+    (20/min), takes its slots of the global 30/s first; the private messages only wait for the next second."""
+    group = "-1001234567890"
+    app = await backlog_app(backend, stub, Clock(frozen_at=MONDAY_10AM_UTC), CHATS[:60], then=[group] * 4)
+    await app.start()
+    try:
+        for _ in range(100):
+            if stub.calls["sendMessage"] >= 30:
+                break
+            await asyncio.sleep(0.05)
+        await app.settle()
+    finally:
+        await app.stop()
+    assert stub.calls["sendMessage"] == 30  # one window of the global limit (the clock is frozen)
+    assert [text for _, chat, text in stub.log if str(chat) == group] == [f"to {group}"] * 4
