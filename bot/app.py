@@ -24,12 +24,12 @@ log = logging.getLogger(__name__)
 
 
 def warm_up() -> None:
-    """Read the message catalogs and the crisis models now (each once per process), not while the first
-    person's message waits."""
-    from flows import i18n, safety
+    """Read the message catalogs now (once per process), not while the first person's message waits. (The crisis
+    models, about 10 MB in memory, are read with the first private text: a worker that only serves groups or
+    stays idle does not carry them.)"""
+    from flows import i18n
 
     i18n.keywords()
-    safety.detect("你好")
 
 
 class App:
