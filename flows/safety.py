@@ -257,7 +257,8 @@ def _rules(text: str | None) -> tuple[Assessment, str]:
     if score and INSIST.pattern.search(plain):
         score, hits = score + INSIST.weight, [*hits, INSIST.name]
     accident = ACCIDENTAL.search(plain) and not WISH_TO_TAKE.search(plain)
-    if score and accident and all(h.startswith(_MEANS) for h in hits):
+    if score and accident and all(h.startswith(_MEANS) for h in hits) \
+            and all(h.startswith(_MEANS) for h in msg.score(SELF_HARM)[1]):  # (every cue, not the first enough)
         # a means named, swallowed by mistake, nothing of wanting to die: a poisoning
         if now(plain):
             return Assessment("medical", score, [*hits, "accidental"]), plain

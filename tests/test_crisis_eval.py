@@ -158,7 +158,8 @@ def test_something_swallowed_by_mistake_is_a_poisoning_not_self_harm(text: str) 
 
 
 @pytest.mark.parametrize("text", ["我想把安眠药当糖吃，吃完就不用醒了", "干脆把农药当水喝了算了",
-                                  "活着没意思，我偷偷把药都吃了", "我吃了一整瓶安眠药"])
+                                  "活着没意思，我偷偷把药都吃了", "我吃了一整瓶安眠药",
+                                  "孙子把安眠药当糖吃了，都怪我，我也不想活了"])
 def test_taking_it_on_purpose_stays_self_harm(text: str) -> None:
     assert safety.detect(text) == "self_harm"
 
