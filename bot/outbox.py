@@ -34,6 +34,7 @@ LEASE = timedelta(seconds=3)
 RENEW_SECONDS = 1.0
 MAX_ATTEMPTS = 12
 LANES = 32  # chats sent to at once in one pass
+QUEUE_HEAD_START = 1.0  # seconds the chats with a queue send alone at the start of a pass (see _run_lanes)
 
 
 def content_hash(msg: Message) -> str:
@@ -211,16 +212,26 @@ class Outbox:
             leased = {r.id for rows in lanes.values() for r in rows}
             self._held |= leased
             try:
-                # chats with a queue first, then the chats with one row: a chat with a queue is held by its own
-                # limit (a group's 20/min) and must take every global slot its limit lets it have, or the queue
-                # drains later than it could; a chat with one row only waits a moment for the next global slot
-                queues = [rows for rows in lanes.values() if len(rows) > 1]
-                results = list(await asyncio.gather(*(self._bounded_lane(rows) for rows in queues)))
-                results += await asyncio.gather(*(self._bounded_lane(rows) for rows in lanes.values()
-                                                  if len(rows) == 1))
+                results = await self._run_lanes(list(lanes.values()))
             finally:
                 self._held -= leased
             return sum(results)
+
+    async def _run_lanes(self, lanes: list[list[_Row]]) -> list[int]:
+        """Chats with a queue first, then the chats with one row: a chat with a queue is held by its own limit (a
+        group's 20/min) and must take every global slot its limit lets it have, or the queue drains later than
+        it could; a chat with one row only waits a moment for the next global slot. The head start is bounded
+        (QUEUE_HEAD_START): a long queue on a slow platform does not hold everyone else up."""
+        tasks = [asyncio.ensure_future(self._bounded_lane(rows)) for rows in lanes if len(rows) > 1]
+        try:
+            if tasks:
+                await asyncio.wait(tasks, timeout=QUEUE_HEAD_START)
+            tasks += [asyncio.ensure_future(self._bounded_lane(rows)) for rows in lanes if len(rows) == 1]
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
 
     async def _heartbeat(self) -> None:
         """Keep this worker's leases while it works on them (a long rate-limited lane is not taken over)."""

@@ -1,6 +1,7 @@
 """A pass leases only rows it is going to send: rows queued behind a row another worker took meanwhile stay free."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -8,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Update
 
+from bot import outbox as outbox_module
 from bot.clock import Clock
 from bot.outbox import Outbox
 from storage import repo
@@ -47,5 +49,49 @@ async def test_rows_behind_a_row_taken_meanwhile_are_not_held(backend: Backend,
         assert held == []  # ...and nothing of it is held: before, rows 2 and 3 stayed leased for LEASE, unsent
         again = await outbox._lease()
         assert [r.id for rows in again.values() for r in rows] == ids[1:]  # the next pass sends them at once
+    finally:
+        await db.dispose()
+
+
+class _SlowChannel:
+    """A channel whose sends to one chat hang until released (a slow platform); other chats are instant."""
+
+    name = "slow"
+
+    def __init__(self, slow_chat: str) -> None:
+        self.slow_chat, self.release, self.sent = slow_chat, asyncio.Event(), []  # type: ignore[var-annotated]
+
+    async def send(self, chat_id: str, msg: Any, key: str | None = None) -> str:
+        if chat_id == self.slow_chat:
+            await self.release.wait()
+        self.sent.append(chat_id)
+        return str(len(self.sent))
+
+
+async def test_a_queue_on_a_slow_platform_does_not_hold_up_other_chats(backend: Backend,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chats with a queue start a pass alone, but only for QUEUE_HEAD_START: then the chats with one row go
+    too, even while the queue's send still hangs."""
+    monkeypatch.setattr(outbox_module, "QUEUE_HEAD_START", 0.2)
+    db = Database(backend.database_url)
+    await db.upgrade()
+    clock = Clock()
+    channel = _SlowChannel("queue")
+    try:
+        async with db.transaction() as s:
+            for chat in ("queue", "queue", "a", "b"):
+                await repo.enqueue(s, clock.now(), "slow", chat, "message", {"text": "hi"})
+        outbox = Outbox(demo_config(backend.database_url, backend.redis_url), db,
+                        {"slow": channel}, clock)  # type: ignore[dict-item]
+        passing = asyncio.create_task(outbox.deliver_due())
+        for _ in range(100):
+            if sorted(channel.sent) == ["a", "b"]:
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(channel.sent) == ["a", "b"] and not passing.done()  # the queue's first send still hangs
+        channel.release.set()
+        assert await asyncio.wait_for(passing, 10) == 4
+        assert channel.sent[2:] == ["queue", "queue"]
+        await outbox.marked(timeout=5)
     finally:
         await db.dispose()
