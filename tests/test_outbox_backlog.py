@@ -49,6 +49,15 @@ async def backlog_app(backend: Backend, stub: StubBotApi, clock: Clock, chats: l
     return App(cfg, clock=clock, redis_prefix=backend.redis_prefix)
 
 
+async def one_window(app: App, stub: StubBotApi) -> None:
+    """Wait until the 30 messages of one global window went out, and the outbox settled (the clock is frozen)."""
+    for _ in range(100):
+        if stub.calls["sendMessage"] >= 30:
+            break
+        await asyncio.sleep(0.05)
+    await app.settle()
+
+
 async def test_rows_held_back_by_the_global_limit_are_given_back_together(backend: Backend,
                                                                           stub: StubBotApi) -> None:
     app = await backlog_app(backend, stub, Clock(frozen_at=MONDAY_10AM_UTC), CHATS)  # the window never ends
@@ -61,11 +70,7 @@ async def test_rows_held_back_by_the_global_limit_are_given_back_together(backen
     event.listen(app.db.engine.sync_engine, "before_cursor_execute", count)
     await app.start()
     try:
-        for _ in range(100):
-            if stub.calls["sendMessage"] >= 30:
-                break
-            await asyncio.sleep(0.05)
-        await app.settle()
+        await one_window(app, stub)
         async with app.db.read() as s:
             rows = (await s.execute(select(OutboxMessage).where(OutboxMessage.status == "pending"))).scalars().all()
     finally:
@@ -101,11 +106,7 @@ async def test_a_group_with_a_queue_goes_before_chats_with_one_message(backend: 
     app = await backlog_app(backend, stub, Clock(frozen_at=MONDAY_10AM_UTC), CHATS[:60], then=[group] * 4)
     await app.start()
     try:
-        for _ in range(100):
-            if stub.calls["sendMessage"] >= 30:
-                break
-            await asyncio.sleep(0.05)
-        await app.settle()
+        await one_window(app, stub)
     finally:
         await app.stop()
     assert stub.calls["sendMessage"] == 30  # one window of the global limit (the clock is frozen)
