@@ -153,3 +153,30 @@ async def test_killed_holder_is_replaced_when_its_lease_runs_out(backend: Backen
     finally:
         await a.close()
         await close(b, fake)
+
+
+async def test_a_new_leaders_grace_runs_from_when_it_took_the_lease(backend: Backend, fake: FakeAibot) -> None:
+    """A worker that has run for long without the robot becomes the leader: until its connection is up (or
+    sending.GRACE has passed since it took over) its sends wait uncounted (RetryLater), they do not count as
+    failures and back off — the grace is measured from the takeover, not from the worker's start."""
+    from bot.channels.wecom_bot.sending import GRACE
+
+    db = Database(backend.database_url)
+    await db.upgrade()
+
+    async def ignore(frame: dict[str, object]) -> None:
+        """Frames are not the point here."""
+
+    async def not_yet() -> None:
+        """The connection is still being made."""
+
+    link = RobotLink(fake.bot_id, fake.secret, fake.url, Lease(db, "robot-grace", ttl=10), ignore, ignore)
+    link._last_ready -= 10 * GRACE  # the worker started long ago and never held the robot
+    link._connect = not_yet  # type: ignore[method-assign]
+    try:
+        await link._step()  # takes the free lease, starts connecting
+        assert link.lease.held and not link.ready
+        assert link.down_for() < GRACE
+    finally:
+        await link.lease.release()
+        await db.dispose()

@@ -124,9 +124,12 @@ class RobotLink:
             self._attempts = 0  # a connection that lasted: the next loss reconnects quickly again
         if self.ready and now - self._renewed < self.renew_every:
             return  # watching is_connected every tick; the lease is renewed every few seconds
+        was_leader = self.lease.held
         if not await self.lease.renew():
             await self._drop("not the leader")
             return
+        if not was_leader:
+            self._last_ready = now  # a new leader's grace (sending.GRACE) runs from now, not from the worker's start
         self._renewed = now
         if self.ready:
             return
