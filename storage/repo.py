@@ -35,7 +35,7 @@ from storage.models import (
     TeamMember,
     Timer,
 )
-from storage.sql import _insert, rowcount, rowcount_of
+from storage.sql import _insert, rowcount
 
 # ---- dedupe -------------------------------------------------------------------------------------
 
@@ -55,7 +55,7 @@ _ADD_OUTBOX = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=Tr
 async def mark_processed(s: AsyncSession, channel: str, event_id: str, now: datetime) -> bool:
     """Record an inbound event id; False if it was handled before."""
     stmt = _MARK[s.get_bind().dialect.name]
-    return await rowcount_of(s, stmt, {"channel": channel, "event_id": event_id, "at": now}) == 1
+    return await rowcount(s, stmt, {"channel": channel, "event_id": event_id, "at": now}) == 1
 
 
 async def prune_processed(s: AsyncSession, before: datetime) -> int:

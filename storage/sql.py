@@ -13,13 +13,8 @@ def _insert(s: AsyncSession) -> Any:
     return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-async def rowcount(s: AsyncSession, stmt: Any) -> int:
-    """Execute a write and return how many rows it touched (what conditional writes decide on)."""
-    res = cast(CursorResult[Any], await s.execute(stmt))
-    return int(res.rowcount)
-
-
-async def rowcount_of(s: AsyncSession, stmt: Any, params: dict[str, Any]) -> int:
-    """`rowcount` of a prepared statement executed with these parameters."""
+async def rowcount(s: AsyncSession, stmt: Any, params: dict[str, Any] | None = None) -> int:
+    """Execute a write (a prepared one with `params`) and return how many rows it touched (what conditional
+    writes decide on)."""
     res = cast(CursorResult[Any], await s.execute(stmt, params))
     return int(res.rowcount)
