@@ -12,6 +12,7 @@ from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.config import Config, redact_url
 from bot.dispatcher import Dispatcher
+from bot.inbox import Inbox
 from bot.outbox import LEASE, Outbox
 from bot.ratelimit import make_rate_limiter
 from bot.scheduler import Scheduler
@@ -46,6 +47,8 @@ class App:
         self.channels: dict[str, Channel] = {}
         self.traits: dict[str, ChannelTraits] = registry.traits(cfg)
         self.outbox = Outbox(cfg, self.db, self.channels, self.clock)
+        # updates acknowledged to their platform once durable, handled right after (webhooks, polling)
+        self.inbox = Inbox(self.db)
         self.dispatcher = Dispatcher(cfg, self.db, self.clock, on_outbox=self._kick,
                                      lease_seconds=LEASE.total_seconds(), traits=self.traits)
         self.outbox.on_card_failed = self.dispatcher.card_undeliverable
@@ -62,7 +65,10 @@ class App:
             self.outbox.kick()
 
     async def settle(self, ids: list[int] | None = None) -> None:
-        """Deliver everything due now, waiting for these outbox rows (the simulator answers after this)."""
+        """Deliver everything due now, waiting for these outbox rows (the simulator answers after this); without
+        ids, first handle every update the inbox holds."""
+        if ids is None:
+            await self.inbox.drained()
         await self.outbox.flush(ids)
 
     async def advance(self, delta: timedelta) -> None:
@@ -83,7 +89,8 @@ class App:
         await sync_config(self.db, self.cfg, self.clock.now())
         warm_up()
         self.channels.update(registry.build(self.cfg, self.db, self.clock, self.limiter, self.outbox.kick,
-                                            self.settle, self.advance))
+                                            self.settle, self.advance, self.inbox))
+        await self.inbox.start()
         for channel in self.channels.values():
             self.web.add_routes(channel.routes())
             await channel.start(self.dispatcher.handle)
@@ -103,6 +110,7 @@ class App:
 
     async def stop(self) -> None:
         """Stop loops and channels, close the server and the database."""
+        await self.inbox.stop()  # what it holds unhandled is left to another worker or the next start
         await self.scheduler.stop()
         await self.outbox.stop()
         for channel in self.channels.values():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import sqlite3
@@ -159,6 +160,40 @@ def _sqlite_on_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("wuwei_read") else "BEGIN IMMEDIATE")
 
 
+class WriteLock:
+    """An asyncio lock, first come first served, except that an urgent waiter goes ahead of the others."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: tuple[collections.deque[asyncio.Future[None]], ...] = (collections.deque(), collections.deque())
+
+    async def acquire(self, urgent: bool = False) -> None:
+        if not self._held and not any(self._waiters):
+            self._held = True
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiters[0 if urgent else 1]
+        queue.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # it was handed to us just as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):  # (release may have dropped it already)
+                    queue.remove(fut)
+            raise
+
+    def release(self) -> None:
+        for queue in self._waiters:
+            while queue:
+                fut = queue.popleft()
+                if not fut.done():
+                    fut.set_result(None)  # handed over: it stays held
+                    return
+        self._held = False
+
+
 # pg_advisory_xact_lock(int, int): a key space of our own (the test suite's session lock uses bigint keys)
 CONVERSATION_LOCK_CLASS = 0x77770001
 
@@ -185,7 +220,7 @@ class Database:
                                                     expire_on_commit=False)
         # SQLite has a single writer: queue this process's writers here (first come, first served) rather
         # than let them poll in SQLite's busy handler. Reads (Database.read) never wait for it.
-        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._write_lock = WriteLock() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -193,11 +228,19 @@ class Database:
         return self.engine.dialect.name
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """Yield a session in a transaction: commit on success, roll back on exception. Not reentrant."""
-        lock = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
-        async with lock, self.sessionmaker() as session, session.begin():
-            yield session
+    async def transaction(self, urgent: bool = False) -> AsyncIterator[AsyncSession]:
+        """Yield a session in a transaction: commit on success, roll back on exception. Not reentrant. An
+        `urgent` one (short, with callers waiting on it) goes ahead of the other writers queued in this process."""
+        if self._write_lock is None:
+            async with self.sessionmaker() as session, session.begin():
+                yield session
+            return
+        await self._write_lock.acquire(urgent)
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                yield session
+        finally:
+            self._write_lock.release()
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -255,6 +255,24 @@ class EventFailure(Base):
     last_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
+class InboxEvent(Base):
+    """An inbound update taken on (the platform was answered 2xx) but not yet handled: written before the
+    answer, deleted once handled. The worker that took it holds a short lease on it; when the worker dies
+    another takes the row over (bot/inbox.py)."""
+
+    __tablename__ = "inbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(200))
+    lane: Mapped[str] = mapped_column(String(300))  # one conversation's events are handled in order
+    payload: Mapped[str] = mapped_column(Text)  # the update as the platform sent it
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    holder: Mapped[str] = mapped_column(String(64))  # the worker handling it (alive while its lease is)
+
+    __table_args__ = (UniqueConstraint("channel", "event_id", name="uq_inbox_event"),
+                      Index("ix_inbox_holder", "holder"))
+
+
 class OutboxMessage(Base):
     """A message to deliver, written in the same transaction as the change that caused it."""
 

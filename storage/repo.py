@@ -43,6 +43,8 @@ from storage.sql import _insert, rowcount
 # each event costs more than executing it.
 _MARK = {name: dialect.insert(ProcessedEvent.__table__).on_conflict_do_nothing(index_elements=["channel", "event_id"])
          for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_WAS_PROCESSED = select(ProcessedEvent.at).where(ProcessedEvent.channel == bindparam("channel"),
+                                                ProcessedEvent.event_id == bindparam("event_id"))
 _PERSON_FOR_IDENTITY = select(Person).join(Identity, Identity.person_id == Person.id).where(
     Identity.channel == bindparam("channel"), Identity.external_id == bindparam("external_id"))
 _ADD_IDENTITY = insert(cast(Table, Identity.__table__))
@@ -56,6 +58,11 @@ async def mark_processed(s: AsyncSession, channel: str, event_id: str, now: date
     """Record an inbound event id; False if it was handled before."""
     stmt = _MARK[s.get_bind().dialect.name]
     return await rowcount(s, stmt, {"channel": channel, "event_id": event_id, "at": now}) == 1
+
+
+async def was_processed(s: AsyncSession, channel: str, event_id: str) -> bool:
+    """Whether an inbound event id was handled (a read; mark_processed is the write that decides)."""
+    return (await s.execute(_WAS_PROCESSED, {"channel": channel, "event_id": event_id})).first() is not None
 
 
 async def prune_processed(s: AsyncSession, before: datetime) -> int:

@@ -7,7 +7,6 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import pytest
 from sqlalchemy import select, text
 
 from bot.clock import Clock
@@ -150,34 +149,6 @@ async def test_telegram_sends_within_limits_while_redis_is_down(backend: Backend
         number = await tg.ask_for_help("r-tg-noredis", "为老服务", "送餐助餐", "幸福社区")
         assert "接单成功" in (await tg.press("grp-xingfu-elderly", "v-liming", "接单") or "")
         assert number in await tg.last("v-liming")
-
-
-@pytest.mark.parametrize("mode", ["webhook", "polling"])
-async def test_telegram_does_not_acknowledge_a_failed_update(backend: Backend, mode: str) -> None:
-    """Webhook: a failed update is answered 503, so Telegram delivers it again. Polling: the offset does not
-    move past it, so the next getUpdates returns it again. Either way it is handled once, after recovery."""
-    async with bots(backend) as start:
-        tg = await start(mode)
-        assert tg.fake is not None
-        update = tg.text_update("r-tg-fail", "r-tg-fail", "你好")
-        async with table_away(backend.database_url, "conversation_states"):
-            if mode == "webhook":
-                assert await tg.fake.deliver(update) == 503
-            else:
-                tg.fake.enqueue(update)
-                await asyncio.sleep(1.5)  # the poller tried it (and will again)
-                assert tg.fake.confirmed <= update["update_id"]
-            assert await tg.bot_texts("r-tg-fail") == []
-        if mode == "webhook":
-            for _ in range(5):  # as Telegram does, with its own pauses
-                if await tg.fake.deliver(update) == 200:
-                    break
-            assert await tg.fake.deliver(update) == 200  # a repeat is acknowledged and ignored
-        else:
-            await tg.fake.wait_confirmed(update["update_id"])
-        await tg.settle_all()
-        greetings = await tg.bot_texts("r-tg-fail")  # the first answer (the privacy notice), once
-        assert len(greetings) == 1 and "隐私说明" in greetings[0], greetings
 
 
 async def test_unchanged_card_copies_are_not_edited_again(backend: Backend) -> None:

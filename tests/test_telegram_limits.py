@@ -12,6 +12,7 @@ from bot.app import App
 from bot.channels.base import RetryLater
 from bot.channels.telegram.inbound import contact_phone, strip_command
 from bot.channels.telegram.outbound import split_text, utf16_len
+from bot.inbox import Inbox
 from flows.types import Button, Message
 from handlers import effects
 from handlers.context import Ctx
@@ -252,7 +253,7 @@ async def test_rate_limits_can_be_configured_off() -> None:
     for rate_limits in (True, False):
         limiter = AlwaysWait()
         cfg = TelegramConfig(enabled=True, token="1:x", rate_limits=rate_limits)
-        channel = TelegramChannel(cfg, None, Clock(), limiter, "zh_CN")  # type: ignore[arg-type]
+        channel = TelegramChannel(cfg, None, Clock(), limiter, "zh_CN", Inbox(None))  # type: ignore[arg-type]
         if rate_limits:
             with pytest.raises(RetryLater):
                 await channel._reserve("42")

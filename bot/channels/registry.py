@@ -9,6 +9,7 @@ from datetime import timedelta
 from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.config import Config
+from bot.inbox import Inbox
 from bot.ratelimit import RateLimiter
 from handlers.events import ChannelTraits
 from storage.db import Database
@@ -18,7 +19,7 @@ from storage.retention import Transcript
 
 def build(cfg: Config, db: Database, clock: Clock, limiter: RateLimiter, kick: Callable[[], None],
           settle: Callable[[list[int] | None], Awaitable[None]],
-          advance: Callable[[timedelta], Awaitable[None]]) -> dict[str, Channel]:
+          advance: Callable[[timedelta], Awaitable[None]], inbox: Inbox) -> dict[str, Channel]:
     """The enabled channels by name (each adapter is imported only when it is enabled)."""
     channels: dict[str, Channel] = {}
     if cfg.simulator.enabled:
@@ -29,7 +30,7 @@ def build(cfg: Config, db: Database, clock: Clock, limiter: RateLimiter, kick: C
     if cfg.channels.wecom.enabled:  # the corp app ("wecom") and 微信客服 ("wecom_kf")
         from bot.channels.wecom import build_channels
 
-        for wecom in build_channels(cfg, db, clock, limiter, kick):
+        for wecom in build_channels(cfg, db, clock, limiter, kick, inbox):
             channels[wecom.name] = wecom
     if cfg.channels.wecom.aibot.enabled:  # the smart robot in volunteer groups ("wecom_bot")
         from bot.channels.wecom_bot import WecomBotChannel
@@ -38,7 +39,8 @@ def build(cfg: Config, db: Database, clock: Clock, limiter: RateLimiter, kick: C
     if cfg.channels.telegram.enabled:
         from bot.channels.telegram import TelegramChannel
 
-        channels["telegram"] = TelegramChannel(cfg.channels.telegram, db, clock, limiter, cfg.locale, kick)
+        channels["telegram"] = TelegramChannel(cfg.channels.telegram, db, clock, limiter, cfg.locale, inbox,
+                                             kick)
     return channels
 
 

@@ -1,6 +1,7 @@
 """The Telegram channel: python-telegram-bot as a transport only (a Bot with our base_url, no Application,
 no ConversationHandler). Updates arrive by long polling (our own getUpdates loop, its offset kept in
-channel_state) or by webhook on the bot's own aiohttp server; both go through `handle_update`.
+channel_state) or by webhook on the bot's own aiohttp server; both are taken on by the inbox (bot/inbox.py),
+durably, before they are acknowledged, and it hands them to `handle_update`.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from bot.channels.telegram.http import AiohttpRequest
 from bot.channels.telegram.polling import ALLOWED_UPDATES, Poller, release
 from bot.clock import Clock
 from bot.config_channels import TelegramConfig
+from bot.inbox import Inbox
 from bot.leader import Lease
 from bot.ratelimit import RateLimiter
 from flows.i18n import t
@@ -45,6 +47,19 @@ NAME = inbound.NAME
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WEBHOOK_LEASE = "telegram:webhook:"  # + the worker: one lease per running webhook worker
 WEBHOOK_LEASE_TTL = 60.0
+OK_BODY = '{"ok": true}'
+
+
+class _Bot(Bot):
+    """PTB's Bot with one more call."""
+
+    async def send_text(self, chat_id: int, text: str, reply_markup: Any = None) -> Any:
+        """sendMessage, as Bot.send_message makes it, but returning Telegram's JSON of the sent message: turning it
+        into a Message object costs more CPU than the rest of the call, and only its id is kept."""
+        data: dict[str, Any] = {"chat_id": chat_id, "text": text}
+        if reply_markup is not None:
+            data["reply_markup"] = reply_markup
+        return await self._post("sendMessage", data)
 
 
 class TelegramChannel:
@@ -53,13 +68,15 @@ class TelegramChannel:
     name = NAME
 
     def __init__(self, cfg: TelegramConfig, db: Database, clock: Clock, limiter: RateLimiter, locale: str,
-                 kick: Callable[[], None] | None = None) -> None:
+                 inbox: Inbox, kick: Callable[[], None] | None = None) -> None:
         assert cfg.token is not None, "config validation requires a token"
         self.cfg, self.db, self.clock, self.limiter, self.locale = cfg, db, clock, limiter, locale
         self.kick = kick or (lambda: None)
+        self.inbox = inbox
+        inbox.register(NAME, self._parse, self.handle_update)
         self._token = cfg.token.get_secret_value()
         api = cfg.api_base_url.rstrip("/")
-        self.bot = Bot(self._token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot",
+        self.bot = _Bot(self._token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot",
                        request=AiohttpRequest(connection_pool_size=64, read_timeout=20.0),
                        get_updates_request=AiohttpRequest(connection_pool_size=2, read_timeout=10.0))
         self.username: str | None = None
@@ -110,8 +127,7 @@ class TelegramChannel:
         markup, keyboard = await self._markup(chat_id, msg)
         if len(parts) == 1:
             await self._reserve(chat_id)
-            sent = str(await self._api(chat_id, lambda: self.bot.send_message(int(chat_id), parts[0],
-                                                                               reply_markup=markup)))
+            sent = str(await self._api(chat_id, lambda: self.bot.send_text(int(chat_id), parts[0], markup)))
         else:
             sent = await self._send_parts(chat_id, msg.text, parts, markup)
         if keyboard is not None:
@@ -179,7 +195,7 @@ class TelegramChannel:
             delay = min(delay * 2, 60.0)
             connected = await self._connect()
         if self._polling:
-            await Poller(self.bot, self.db, self.clock, self.cfg.poll_timeout, self._holder, self.handle_update).run()
+            await Poller(self.bot, self.db, self.clock, self.cfg.poll_timeout, self._holder, self._take).run()
 
     # ---- inbound -----------------------------------------------------------------------------------
     def _secret(self) -> str:
@@ -187,17 +203,38 @@ class TelegramChannel:
         return self.cfg.webhook_secret.get_secret_value()
 
     async def _webhook(self, request: web.Request) -> web.Response:
+        """Answer 200 once the update is durable in the inbox (it is handled right after); 503 when it could not
+        be written, so Telegram delivers it again."""
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(given, self._secret().encode()):
             log.warning("telegram: webhook call without the right secret token refused")
             raise web.HTTPUnauthorized()
+        body = await request.text()
         try:
-            update = Update.de_json(await request.json(), self.bot)
+            update = self._parse(body)
         except Exception:  # malformed JSON or fields PTB cannot parse (a date out of range …): the caller's fault
             raise web.HTTPBadRequest(text="not a Telegram update") from None
-        if not await self.handle_update(update):
-            raise web.HTTPServiceUnavailable(text="not handled; deliver it again")  # Telegram retries a non-2xx
-        return web.json_response({"ok": True})
+        try:
+            await self.inbox.accept(NAME, inbound.event_id(update), inbound.lane(update), body, update)
+        except Exception:
+            raise web.HTTPServiceUnavailable(text="not taken on; deliver it again") from None
+        return web.Response(text=OK_BODY, content_type="application/json")
+
+    def _parse(self, payload: str) -> Update:
+        update = Update.de_json(json.loads(payload), self.bot)
+        if update is None:
+            raise ValueError("not a Telegram update")
+        return update
+
+    async def _take(self, update: Update) -> bool:
+        """A polled update into the inbox; False when it could not be written (polling must not move past it)."""
+        try:
+            await self.inbox.accept(NAME, inbound.event_id(update), inbound.lane(update),
+                                    json.dumps(update.to_dict(), ensure_ascii=False), update)
+        except Exception as exc:
+            log.warning("telegram: a polled update could not be taken on (%s); it comes again", type(exc).__name__)
+            return False
+        return True
 
     async def handle_update(self, update: Update) -> bool:
         """Dispatch one update; False when it was not handled and must come again (nothing of it was kept).
@@ -283,6 +320,8 @@ class TelegramChannel:
             if outbound.not_modified(exc):
                 return None
             raise outbound.permanent_or_transient(exc, self._token) from None
+        if isinstance(result, dict):  # (send_text: the message as JSON)
+            return result.get("message_id")
         return getattr(result, "message_id", None)
 
     async def _markup(self, chat_id: str, msg: Message) -> tuple[Any, str | None]:
@@ -312,8 +351,7 @@ class TelegramChannel:
         for i in range(done, len(parts)):
             await self._reserve(chat_id)
             part, part_markup = parts[i], markup if i == len(parts) - 1 else None
-            mid = await self._api(chat_id, partial(self.bot.send_message, int(chat_id), part,
-                                                   reply_markup=part_markup))
+            mid = await self._api(chat_id, partial(self.bot.send_text, int(chat_id), part, part_markup))
             done, last = i + 1, mid
             await self._set_state(key, json.dumps([done, last]))
         await self._set_state(key, "")

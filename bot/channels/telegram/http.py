@@ -13,6 +13,8 @@ from typing import Any
 
 import aiohttp
 import certifi
+import yarl
+from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue  # what PTB's own HTTPXRequest checks timeouts against
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
@@ -29,6 +31,7 @@ class AiohttpRequest(BaseRequest):
         self._write_timeout = write_timeout
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, tuple[Any, Any]] = {}  # host -> (proxy URL, its auth) from the environment
 
     @property
     def read_timeout(self) -> float | None:
@@ -41,10 +44,21 @@ class AiohttpRequest(BaseRequest):
             # certifi's CA bundle, as PTB's httpx transport uses: a machine without system CA certificates works
             tls = ssl.create_default_context(cafile=certifi.where())
             connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=tls)
-            # trust_env: HTTPS_PROXY / NO_PROXY are honoured, as by PTB's default transport (api.telegram.org may
-            # only be reachable through a proxy)
-            self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.USER_AGENT},
-                                                  trust_env=True)
+            # HTTPS_PROXY / NO_PROXY are honoured, as by PTB's default transport (api.telegram.org may only be
+            # reachable through a proxy): looked up once per host (see _proxy), not with trust_env, which makes
+            # aiohttp read ~/.netrc on a thread for every call
+            self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.USER_AGENT})
+
+    def _proxy(self, url: str) -> tuple[Any, Any]:
+        """The proxy the environment names for this URL's host (HTTPS_PROXY, NO_PROXY …), read once per host."""
+        parsed = yarl.URL(url)
+        key = f"{parsed.scheme}://{parsed.host}"
+        if key not in self._proxies:
+            try:
+                self._proxies[key] = get_env_proxy_for_url(parsed)
+            except LookupError:
+                self._proxies[key] = (None, None)
+        return self._proxies[key]
 
     async def shutdown(self) -> None:
         """Close the session and its connections."""
@@ -78,8 +92,10 @@ class AiohttpRequest(BaseRequest):
             for name, (filename, content, mimetype) in files.items():
                 form.add_field(name, content, filename=filename, content_type=mimetype)
             data = form
+        proxy, proxy_auth = self._proxy(url)
         try:
-            async with self._session.request(method, url, data=data, timeout=timeout) as res:
+            async with self._session.request(method, url, data=data, timeout=timeout, proxy=proxy,
+                                             proxy_auth=proxy_auth) as res:
                 return res.status, await res.read()
         except TimeoutError as err:
             raise TimedOut from err

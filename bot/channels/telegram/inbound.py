@@ -21,6 +21,13 @@ def event_id(update: Update) -> str:
     return f"u{update.update_id}"
 
 
+def lane(update: Update) -> str:
+    """The conversation an update belongs to (its chat and its sender): one lane's updates are handled in order."""
+    chat = update.effective_chat.id if update.effective_chat else 0
+    user = update.effective_user.id if update.effective_user else 0
+    return f"{NAME}:{chat}:{user}"
+
+
 def strip_command(text: str, username: str | None) -> str | None:
     """'/bind@wuwei_bot t-1' -> '/bind t-1'; None when the command is addressed to another bot."""
     if not text.startswith("/"):

@@ -30,12 +30,12 @@ async def release(db: Database, holder: str) -> None:
 
 
 class Poller:
-    """getUpdates in a loop; each batch is handled before the next call confirms it."""
+    """getUpdates in a loop; each batch is taken on (durably, see bot/inbox.py) before the next call confirms it."""
 
     def __init__(self, bot: Bot, db: Database, clock: Clock, timeout: int, holder: str,
-                 handle: Callable[[Update], Awaitable[bool]]) -> None:
+                 take: Callable[[Update], Awaitable[bool]]) -> None:
         self.bot, self.db, self.clock, self.timeout, self.holder = bot, db, clock, timeout, holder
-        self.handle = handle
+        self.take = take
         self.lease = Lease(db, POLL_LEASE, ttl=LEASE_TTL, holder=holder)
         self._lead_changed = asyncio.Event()
 
@@ -69,10 +69,10 @@ class Poller:
                 updates = await self.bot.get_updates(offset=offset, timeout=self.timeout,
                                                      allowed_updates=ALLOWED_UPDATES)
                 if updates:
-                    failed = await self.handle_batch(list(updates))
+                    failed = await self.take_batch(list(updates))
                     offset = failed if failed is not None else updates[-1].update_id + 1
                     await self._save_offset(offset)
-                    if failed is not None:  # comes again with the next getUpdates; the handled ones are deduped
+                    if failed is not None:  # comes again with the next getUpdates; the others wait in the inbox
                         await asyncio.sleep(1.0)
             except asyncio.CancelledError:
                 raise
@@ -85,24 +85,12 @@ class Poller:
                 log.warning("telegram: polling failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(2.0)
 
-    async def handle_batch(self, updates: list[Update]) -> int | None:
-        """Different conversations at once; one conversation's updates in their order. Returns the id of the
-        first update that was not handled (polling must not move past it), or None."""
-        lanes: dict[tuple[str, str], list[Update]] = {}
-        for update in updates:
-            chat = update.effective_chat.id if update.effective_chat else 0
-            user = update.effective_user.id if update.effective_user else 0
-            lanes.setdefault((str(chat), str(user)), []).append(update)
-
-        async def lane(items: list[Update]) -> int | None:
-            for update in items:
-                if not await self.handle(update):
-                    return update.update_id  # the rest of this conversation waits behind it
-            return None
-
-        failed = [i for i in await asyncio.gather(*(lane(items) for items in lanes.values())) if i is not None]
+    async def take_batch(self, updates: list[Update]) -> int | None:
+        """Take a batch on (into the inbox, in one write, in order); the id of the first update that was not
+        taken on (polling must not move past it), or None."""
+        taken = await asyncio.gather(*(self.take(update) for update in updates))
+        failed = [update.update_id for update, ok in zip(updates, taken, strict=True) if not ok]
         return min(failed) if failed else None
-
 
     async def _load_offset(self) -> int | None:
         async with self.db.transaction() as s:

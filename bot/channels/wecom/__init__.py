@@ -10,6 +10,7 @@ from bot.channels.wecom.corpapp import AppChannel
 from bot.channels.wecom.kf import KfChannel
 from bot.clock import Clock
 from bot.config import Config
+from bot.inbox import Inbox
 from bot.ratelimit import RateLimiter
 from storage.db import Database
 
@@ -17,7 +18,7 @@ __all__ = ["AppChannel", "KfChannel", "build_channels"]
 
 
 def build_channels(cfg: Config, db: Database, clock: Clock, limiter: RateLimiter,
-                   kick: Callable[[], None]) -> list[Channel]:
+                   kick: Callable[[], None], inbox: Inbox) -> list[Channel]:
     """The enabled WeCom channels (the app always; kf when channels.wecom.kf.enabled)."""
     wc = cfg.channels.wecom
     assert wc.corp_id and wc.app.secret, "config validation requires them when WeCom is enabled"
@@ -28,8 +29,8 @@ def build_channels(cfg: Config, db: Database, clock: Clock, limiter: RateLimiter
         kf_secret = wc.kf.secret.get_secret_value() if wc.kf.secret else app_secret
         kf_api = app_api if kf_secret == app_secret else WecomApi(wc.api_base_url, wc.corp_id, kf_secret, "kf",
                                                                   db, clock)
-        kf = KfChannel(cfg, db, clock, kf_api, kick)
-    channels: list[Channel] = [AppChannel(cfg, db, clock, app_api, limiter, kick, kf)]
+        kf = KfChannel(cfg, db, clock, kf_api, kick, inbox)
+    channels: list[Channel] = [AppChannel(cfg, db, clock, app_api, limiter, kick, kf, inbox)]
     if kf is not None:
         channels.append(kf)
     return channels

@@ -1,30 +1,32 @@
 """WeCom callback endpoints (app and kf): URL check, signature, AES decryption and safe XML parsing.
 
-The POST answers at once with an empty 200 and the work runs in a background task (WeCom gives up after
-5 s and retries three times); a repeat of the same encrypted payload is dropped here, before any work.
+The POST answers with an empty 200 once the decrypted message is durable in the inbox (bot/inbox.py) and the
+work runs right after (WeCom gives up after 5 s and retries three times): a worker killed after the 200 loses
+nothing, another takes the message over. A repeat of an encrypted payload already handled is dropped here,
+before any work; one still waiting is not taken twice.
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 from xml.etree.ElementTree import Element
 
 from aiohttp import web
 from defusedxml import ElementTree as SafeET
-from sqlalchemy import delete
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.exceptions import WeChatClientException, WeChatException
 
+from bot.channels.base import NotHandled
 from bot.clock import Clock
+from bot.inbox import Inbox
 from storage import repo
 from storage.db import Database
-from storage.models import ProcessedEvent
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024  # real callbacks are a few KB
-RETRY_DELAYS = (1.0, 4.0, 10.0, 30.0)  # seconds before handling a failed callback again (a sync, a reply: idempotent)
 Handler = Callable[[dict[str, str]], Awaitable[None]]
 
 
@@ -82,13 +84,15 @@ class CallbackCrypto:
 
 
 class CallbackEndpoint:
-    """GET (URL check) and POST (messages) on one path; `handle` runs after the 200 has been sent."""
+    """GET (URL check) and POST (messages) on one path; `handle` runs from the inbox after the 200 was sent."""
 
     def __init__(self, name: str, path: str, crypto: CallbackCrypto, db: Database, clock: Clock,
-                 handle: Handler) -> None:
+                 handle: Handler, inbox: Inbox) -> None:
         self.name, self.path, self.crypto, self.db, self.clock = name, path, crypto, db, clock
         self.handle = handle
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.inbox = inbox
+        self.kind = f"{name}:cb"  # the inbox's and the dedupe table's name for these callbacks
+        inbox.register(self.kind, json.loads, self._handle)
 
     def routes(self) -> list[web.RouteDef]:
         """The two routes of this endpoint."""
@@ -111,40 +115,32 @@ class CallbackEndpoint:
             log.warning("%s callback refused: %s", self.name, exc)
             return web.Response(status=exc.status)
         digest = hashlib.sha256(encrypt.encode()).hexdigest()
-        async with self.db.transaction() as s:
-            fresh = await repo.mark_processed(s, f"{self.name}:cb", digest, self.clock.now())
-        if fresh:
-            task = asyncio.create_task(self._run(msg, digest), name=f"{self.name}-callback")
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+        item = {"digest": digest, "msg": msg}
+        try:
+            async with self.db.read() as s:
+                if await repo.was_processed(s, self.kind, digest):
+                    return web.Response(text="")  # WeCom's late retry of one we handled
+            await self.inbox.accept(self.kind, digest, f"{self.name}:{msg.get('FromUserName', '')[:64]}",
+                                    json.dumps(item, ensure_ascii=False), item)
+        except Exception as exc:
+            log.warning("%s: a callback could not be taken on (%s); WeCom sends it again", self.name,
+                        type(exc).__name__)
+            return web.Response(status=503)
         return web.Response(text="")
 
-    async def _run(self, msg: dict[str, str], digest: str) -> None:
-        for delay in (*RETRY_DELAYS, None):  # WeCom does not call again once it has had our 200
-            try:
-                await self.handle(msg)
-                return
-            except Exception:
-                if delay is None:
-                    log.exception("%s: handling a callback failed for good", self.name)
-                    break
-                log.warning("%s: handling a callback failed; again in %.0fs", self.name, delay, exc_info=True)
-                await asyncio.sleep(delay)
-        try:  # a late retry by WeCom (our 200 did not reach it in time) may still redo it
-            async with self.db.transaction() as s:
-                await s.execute(delete(ProcessedEvent).where(ProcessedEvent.channel == f"{self.name}:cb",
-                                                             ProcessedEvent.event_id == digest))
-        except Exception:
-            log.exception("%s: could not forget a failed callback", self.name)
+    async def _handle(self, item: dict[str, Any]) -> bool:
+        """Handle one callback (from the inbox); an exception is tried again there, a bounded number of times."""
+        try:
+            await self.handle(item["msg"])
+        except NotHandled:
+            return False  # the core kept nothing of it: again after a pause
+        async with self.db.transaction() as s:  # (a worker killed before this redoes it: the effects are deduped)
+            await repo.mark_processed(s, self.kind, item["digest"], self.clock.now())
+        return True
 
     async def idle(self) -> None:
-        """Wait until every callback received so far has been handled (tests, shutdown)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
-
-    async def stop(self) -> None:
-        """Let running callbacks finish."""
-        await self.idle()
+        """Wait until every callback received so far has been handled, after its retries (tests)."""
+        await self.inbox.drained(waiting=True)
 
 
 async def _read_capped(request: web.Request) -> bytes:

@@ -21,6 +21,7 @@ from bot.channels.wecom.callback import CallbackCrypto, CallbackEndpoint
 from bot.channels.wecom.kf import KfChannel
 from bot.clock import Clock
 from bot.config import Config
+from bot.inbox import Inbox
 from bot.ratelimit import RateLimiter, Rule
 from flows import callbacks
 from flows.i18n import t
@@ -46,14 +47,15 @@ class AppChannel:
     name = NAME
 
     def __init__(self, cfg: Config, db: Database, clock: Clock, api: WecomApi, limiter: RateLimiter,
-                 kick: Callable[[], None], kf: KfChannel | None) -> None:
+                 kick: Callable[[], None], kf: KfChannel | None, inbox: Inbox) -> None:
         wc = cfg.channels.wecom
         assert wc.corp_id and wc.app.agent_id and wc.app.token and wc.app.encoding_aes_key
         self.cfg, self.db, self.clock, self.api, self.limiter, self.kick = cfg, db, clock, api, limiter, kick
         self.corp_id, self.agent_id, self.kf = wc.corp_id, wc.app.agent_id, kf
         crypto = CallbackCrypto(wc.app.token.get_secret_value(), wc.app.encoding_aes_key.get_secret_value(),
                                 wc.corp_id)
-        self.endpoint = CallbackEndpoint(NAME, wc.callback_path + "/app", crypto, db, clock, self._on_callback)
+        self.endpoint = CallbackEndpoint(NAME, wc.callback_path + "/app", crypto, db, clock, self._on_callback,
+                                         inbox)
         self._dispatch: Dispatch | None = None
 
     # ---- Channel protocol ------------------------------------------------------------------------
@@ -66,8 +68,7 @@ class AppChannel:
         self._dispatch = dispatch
 
     async def stop(self) -> None:
-        """Finish running callbacks, close the HTTP session."""
-        await self.endpoint.stop()
+        """Close the HTTP session (callbacks not handled yet wait in the inbox)."""
         await self.api.close()
 
     async def send(self, chat_id: str, msg: Message, key: str | None = None) -> str:

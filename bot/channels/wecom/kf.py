@@ -25,6 +25,7 @@ from bot.channels.wecom.callback import CallbackCrypto, CallbackEndpoint
 from bot.channels.wecom.handover import Handover
 from bot.clock import Clock
 from bot.config import Config
+from bot.inbox import Inbox
 from bot.outbox import release_held
 from flows import safety
 from flows.i18n import t, words
@@ -52,13 +53,15 @@ class KfChannel:
 
     name = NAME
 
-    def __init__(self, cfg: Config, db: Database, clock: Clock, api: WecomApi, kick: Callable[[], None]) -> None:
+    def __init__(self, cfg: Config, db: Database, clock: Clock, api: WecomApi, kick: Callable[[], None],
+                 inbox: Inbox) -> None:
         wc = cfg.channels.wecom
         assert wc.corp_id and wc.kf.open_kfid and wc.kf.token and wc.kf.encoding_aes_key
         self.cfg, self.db, self.clock, self.api, self.kick = cfg, db, clock, api, kick
         self.open_kfid = wc.kf.open_kfid
         crypto = CallbackCrypto(wc.kf.token.get_secret_value(), wc.kf.encoding_aes_key.get_secret_value(), wc.corp_id)
-        self.endpoint = CallbackEndpoint(NAME, wc.callback_path + "/kf", crypto, db, clock, self._on_callback)
+        self.endpoint = CallbackEndpoint(NAME, wc.callback_path + "/kf", crypto, db, clock, self._on_callback,
+                                         inbox)
         self._dispatch: Dispatch | None = None
         self._sync_lock = asyncio.Lock()
         self._links: asyncio.Task[None] | None = None
@@ -75,11 +78,10 @@ class KfChannel:
         self._links = asyncio.create_task(self.publish_links(), name="wecom-kf-links")
 
     async def stop(self) -> None:
-        """Finish running callbacks, close the HTTP session."""
+        """Stop publishing links, close the HTTP session (callbacks not handled yet wait in the inbox)."""
         if self._links:
             self._links.cancel()
             await asyncio.gather(self._links, return_exceptions=True)
-        await self.endpoint.stop()
         await self.api.close()
 
     async def send(self, chat_id: str, msg: Message, key: str | None = None) -> str:
