@@ -8,7 +8,8 @@ stub Bot API (bench.tg_stub, in this process, no flood limits) that counts sendM
 * bot-sqlite / bot-postgres  `wuwei run` in Telegram webhook mode (simulator off, `rate_limits: false`,
   as the anchor has none) on a fresh SQLite file, or on PostgreSQL `test` (schema public dropped and
   recreated) with Redis (its own database number, WUWEI_BENCH_REDIS_URL). Each update goes verify →
-  dedupe → flow → one commit (with the reply in the outbox) → 200; the outbox delivers the reply.
+  parse → into the inbox (the updates of a moment in one INSERT and one commit) → 200; then, from memory:
+  dedupe → flow → one commit (with the reply in the outbox); the outbox delivers the reply.
 * anchor  bench.ptb_anchor: a PTB Application with a ConversationHandler on the same route and secret;
   the webhook puts the update on PTB's queue and answers 200, PTB replies one update at a time.
 * bare  an aiohttp handler that reads the body and answers 200 (the ceiling of the HTTP stack).
@@ -846,9 +847,12 @@ def write_docs(rep: Report, argv: list[str], when: datetime, loads: tuple[str, s
         "update starts a new conversation. Every target replies to one instant stub Bot API (`bench/tg_stub.py`, "
         "no flood limits; the bot runs with `channels.telegram.rate_limits: false`, as the anchor has none), which "
         "counts sendMessage per chat. See `bench/webhook.py` for the details.", "",
-        "* **wuwei** — `wuwei run`, Telegram in webhook mode, simulator off: secret checked → update deduplicated "
-        "→ flow → one commit (reply in the outbox) → 200; the outbox sends the reply. SQLite: a new file; "
-        "PostgreSQL + Redis: the `test` database with a fresh schema, Redis locks in the benchmark's own database.",
+        "* **wuwei** — `wuwei run`, Telegram in webhook mode, simulator off: secret checked → update parsed → "
+        "written to the inbox (group commit) → 200; then handled from the inbox: deduplicated → flow → one commit "
+        "(reply in the outbox); the outbox sends the reply. While updates are being taken on, handling waits for "
+        "calm moments (bot/inbox.py), so most of the handling happens in the drain, as with the anchor. "
+        "SQLite: a new file; PostgreSQL + Redis: the `test` database with a fresh schema, Redis locks in the "
+        "benchmark's own database.",
         "* **anchor** — `bench/ptb_anchor.py`: python-telegram-bot's Application with a ConversationHandler "
         "(greet with a menu → ask → answer) on the same route and secret check; the webhook queues the update "
         "and answers 200 as PTB's own webhook server does, PTB handles the queue one update at a time (what its "
