@@ -81,7 +81,6 @@ class Inbox:
         self._waiting = 0  # lanes pausing after a failure
         self._writer: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._running = False
 
     def register(self, channel: str, parse: Parse, handle: Handle) -> None:
         """How a channel's stored updates are read back and handled."""
@@ -253,7 +252,6 @@ class Inbox:
     async def start(self) -> None:
         """Take the lease, start handling, and take over what stopped workers left."""
         await self.lease.renew()
-        self._running = True
         self._tasks = [asyncio.create_task(self._work(), name=f"inbox-{i}") for i in range(self.workers)]
         self._tasks += [asyncio.create_task(self._keep_lease(), name="inbox-lease"),
                         asyncio.create_task(self._sweep(), name="inbox-sweep")]
@@ -261,7 +259,6 @@ class Inbox:
     async def stop(self) -> None:
         """Stop handling (an update being handled is rolled back and stays), write what waits, and let the
         rest go: the lease is given up, so another worker (or the next start) takes the rows at once."""
-        self._running = False
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
