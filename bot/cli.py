@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -27,6 +28,11 @@ async def _run(cfg: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await app.start()
+    # what start-up made lives as long as the process: out of the collector's sight, so a full collection under
+    # load (thousands of updates in flight) does not walk every module, table and catalog again (it made the
+    # slowest webhook answers 3x slower: bench.webhook's p99)
+    gc.collect()
+    gc.freeze()
     print(f"wuwei is running: open http://{cfg.http.host}:{app.port}/ (Ctrl+C stops it)", flush=True)
     try:
         await stop.wait()

@@ -32,7 +32,7 @@ SWEEP = 2.0  # how often a worker looks for rows of workers that are gone
 DELETE_DELAY = 0.05  # handled rows wait this long for an insert to ride along with
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # pauses before trying a failed update again
 GIVE_UP = 8  # a handler that raises (rather than saying "not handled") is given up after this many tries
-CALM_WAIT = 1.0  # while updates are being taken on, handling waits for a calm moment, but never longer than this
+CALM_WAIT = 3.0  # while updates are being taken on, handling waits for a calm moment, but never longer than this
 KEEP_PARSED = 2000  # pending updates kept parsed in memory; beyond, as text (parsed again when their turn comes)
 LEASE_PREFIX = "inbox:"
 
@@ -168,8 +168,8 @@ class Inbox:
                 if self._intake:
                     # Taking updates on comes first: the platform waits for the answer (and retries, or gives up,
                     # when it is slow), while an update taken on is safe. So under a burst the answers stay fast
-                    # and the updates are handled in the calm moments between, or after it, at least one per
-                    # worker a second.
+                    # and the updates are handled in the calm moments between, or after it (and at least one
+                    # per worker every CALM_WAIT seconds).
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._calm.wait(), CALM_WAIT)
                 ok = await self._handle(item)

@@ -214,7 +214,10 @@ class Database:
         else:
             # no pool_pre_ping (a round trip on every checkout): after a database restart an event that meets a
             # dead pooled connection fails, is not acknowledged, and comes again on a fresh connection
-            self.engine = create_async_engine(url, pool_recycle=1800, hide_parameters=True)
+            # a pool as large as the inbox's handlers plus the outbox, so taking an update on never waits for a
+            # connection behind them
+            self.engine = create_async_engine(url, pool_recycle=1800, hide_parameters=True, pool_size=10,
+                                              max_overflow=20)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessionmaker = async_sessionmaker(self.engine.execution_options(wuwei_read=True),
                                                     expire_on_commit=False)
