@@ -32,6 +32,7 @@ SWEEP = 2.0  # how often a worker looks for rows of workers that are gone
 DELETE_DELAY = 0.05  # handled rows wait this long for an insert to ride along with
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # pauses before trying a failed update again
 GIVE_UP = 8  # a handler that raises (rather than saying "not handled") is given up after this many tries
+STOP_GRACE = 5.0  # seconds a stopping worker lets the updates it is handling finish
 CALM_WAIT = 3.0  # while updates are being taken on, handling waits for a calm moment, but never longer than this
 KEEP_PARSED = 2000  # pending updates kept parsed in memory; beyond, as text (parsed again when their turn comes)
 LEASE_PREFIX = "inbox:"
@@ -78,6 +79,8 @@ class Inbox:
         self._intake = 0  # accept() calls not answered yet
         self._calm = asyncio.Event()  # set while there are none
         self._busy = 0  # lanes being handled right now
+        self._handling = 0  # of them, inside their handler
+        self._stopping = False
         self._waiting = 0  # lanes pausing after a failure
         self._writer: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -172,7 +175,13 @@ class Inbox:
                     # per worker every CALM_WAIT seconds).
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._calm.wait(), CALM_WAIT)
-                ok = await self._handle(item)
+                if self._stopping:
+                    return  # (the update stays in the inbox)
+                self._handling += 1
+                try:
+                    ok = await self._handle(item)
+                finally:
+                    self._handling -= 1
             finally:
                 self._busy -= 1
             if ok:
@@ -257,8 +266,14 @@ class Inbox:
                         asyncio.create_task(self._sweep(), name="inbox-sweep")]
 
     async def stop(self) -> None:
-        """Stop handling (an update being handled is rolled back and stays), write what waits, and let the
-        rest go: the lease is given up, so another worker (or the next start) takes the rows at once."""
+        """Stop handling (the updates being handled get STOP_GRACE seconds to finish; one still running then is
+        rolled back and stays), write what waits, and let the rest go: the lease is given up, so another worker
+        (or the next start) takes the rows at once."""
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE
+        while self._handling and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

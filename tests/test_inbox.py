@@ -254,3 +254,28 @@ async def test_an_urgent_writer_goes_ahead_of_the_queue() -> None:
     assert order == ["u", "n1", "n2"]
     await lock.acquire()  # free again: a cancelled waiter left nothing behind
     lock.release()
+
+
+async def test_stopping_lets_the_update_being_handled_finish(db: Database) -> None:
+    """A stop (SIGTERM) waits for the update a worker is in the middle of, records it as handled, and leaves the
+    next one of its lane for the next start."""
+    gate = asyncio.Event()
+    handled: list[str] = []
+
+    async def slow(update: dict[str, Any]) -> bool:
+        gate.set()
+        await asyncio.sleep(0.3)
+        handled.append(update["id"])
+        return True
+
+    inbox = Inbox(db)
+    inbox.register("x", json.loads, slow)
+    await inbox.start()
+    for i in range(2):
+        await inbox.accept("x", str(i), "a", json.dumps({"id": str(i)}))
+    await asyncio.wait_for(gate.wait(), 5)
+    await inbox.stop()
+    assert handled == ["0"]
+    async with db.read() as s:
+        left = (await s.execute(select(InboxEvent.event_id))).scalars().all()
+    assert left == ["1"]
