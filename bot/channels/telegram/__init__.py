@@ -209,8 +209,8 @@ class TelegramChannel:
         if not hmac.compare_digest(given, self._secret().encode()):
             log.warning("telegram: webhook call without the right secret token refused")
             raise web.HTTPUnauthorized()
-        body = await request.text()
         try:
+            body = (await request.read()).decode()  # (not UTF-8: refused here, as any other bad body)
             update = self._parse(body)
         except Exception:  # malformed JSON or fields PTB cannot parse (a date out of range …): the caller's fault
             raise web.HTTPBadRequest(text="not a Telegram update") from None
@@ -230,7 +230,7 @@ class TelegramChannel:
         """A polled update into the inbox; False when it could not be written (polling must not move past it)."""
         try:
             await self.inbox.accept(NAME, inbound.event_id(update), inbound.lane(update),
-                                    json.dumps(update.to_dict(), ensure_ascii=False), update)
+                                    json.dumps(update.to_dict()), update)
         except Exception as exc:
             log.warning("telegram: a polled update could not be taken on (%s); it comes again", type(exc).__name__)
             return False

@@ -121,7 +121,7 @@ class CallbackEndpoint:
                 if await repo.was_processed(s, self.kind, digest):
                     return web.Response(text="")  # WeCom's late retry of one we handled
             await self.inbox.accept(self.kind, digest, f"{self.name}:{msg.get('FromUserName', '')[:64]}",
-                                    json.dumps(item, ensure_ascii=False), item)
+                                    json.dumps(item), item)
         except Exception as exc:
             log.warning("%s: a callback could not be taken on (%s); WeCom sends it again", self.name,
                         type(exc).__name__)
