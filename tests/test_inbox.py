@@ -200,7 +200,6 @@ async def test_a_burst_is_written_in_one_transaction(db: Database) -> None:
         ups = [{"id": str(i), "lane": str(i)} for i in range(50)]
         assert all(await asyncio.gather(*(inbox.accept("x", u["id"], u["lane"], json.dumps(u)) for u in ups)))
         assert len(inserts) == 1
-        # the same update again while the first is still waiting or being handled: not taken twice
         await wait_for(lambda: _count(rec, 50))
     finally:
         await inbox.stop()

@@ -2,8 +2,8 @@
 
 The POST answers with an empty 200 once the decrypted message is durable in the inbox (bot/inbox.py) and the
 work runs right after (WeCom gives up after 5 s and retries three times): a worker killed after the 200 loses
-nothing, another takes the message over. A repeat of an encrypted payload already handled is dropped here,
-before any work; one still waiting is not taken twice.
+nothing, another takes the message over. A repeat of an encrypted payload still waiting is not taken twice;
+one already handled is dropped before any work.
 """
 from __future__ import annotations
 
@@ -117,9 +117,6 @@ class CallbackEndpoint:
         digest = hashlib.sha256(encrypt.encode()).hexdigest()
         item = {"digest": digest, "msg": msg}
         try:
-            async with self.db.read() as s:
-                if await repo.was_processed(s, self.kind, digest):
-                    return web.Response(text="")  # WeCom's late retry of one we handled
             await self.inbox.accept(self.kind, digest, f"{self.name}:{msg.get('FromUserName', '')[:64]}",
                                     json.dumps(item), item)
         except Exception as exc:
@@ -130,6 +127,9 @@ class CallbackEndpoint:
 
     async def _handle(self, item: dict[str, Any]) -> bool:
         """Handle one callback (from the inbox); an exception is tried again there, a bounded number of times."""
+        async with self.db.read() as s:
+            if await repo.was_processed(s, self.kind, item["digest"]):
+                return True  # WeCom's late retry of one already handled
         try:
             await self.handle(item["msg"])
         except NotHandled:
